@@ -1,0 +1,220 @@
+"""The one append algorithm every backend runs inside its own transaction.
+
+A backend supplies what only it can read atomically (the stream's head, and which of the
+batch's ids already exist) and writes the rows this module returns. Keeping idempotency,
+optimistic concurrency and hashing here means the five backends cannot drift apart.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, NamedTuple
+
+from eventstore.canonical import canonical_json, chain_hash_parts, format_ts
+from eventstore.errors import DuplicateEventId, InvalidEvent, WrongExpectedVersion
+from eventstore.model import (
+    ANY,
+    EXISTS,
+    NO_STREAM,
+    AppendResult,
+    ExpectedVersion,
+    NewEvent,
+    RecordedEvent,
+)
+
+
+class Head(NamedTuple):
+    """The last event of a stream: its version and hash."""
+
+    version: int
+    hash: str
+
+
+class Existing(NamedTuple):
+    """Where an already-stored event id lives."""
+
+    stream: str
+    version: int
+    position: int
+
+
+@dataclass(slots=True)
+class Row:
+    """A fully computed event, ready to be written; only the position is still open."""
+
+    id: str
+    stream: str
+    version: int
+    type: str
+    data: dict[str, Any]
+    metadata: dict[str, Any]
+    data_json: str
+    metadata_json: str
+    actor: str
+    correlation_id: str | None
+    causation_id: str | None
+    occurred_at: datetime
+    occurred_at_text: str
+    recorded_at: datetime
+    recorded_at_text: str
+    prev_hash: str | None
+    hash: str
+
+    def recorded(self, position: int) -> RecordedEvent:
+        return RecordedEvent.model_construct(
+            id=self.id,
+            stream=self.stream,
+            version=self.version,
+            position=position,
+            type=self.type,
+            data=self.data,
+            metadata=self.metadata,
+            actor=self.actor,
+            correlation_id=self.correlation_id,
+            causation_id=self.causation_id,
+            occurred_at=self.occurred_at,
+            recorded_at=self.recorded_at,
+            prev_hash=self.prev_hash,
+            hash=self.hash,
+        )
+
+
+def check_expected_version(stream: str, expected: ExpectedVersion, head: Head | None) -> None:
+    current = None if head is None else head.version
+    if expected is ANY:
+        return
+    if expected is NO_STREAM:
+        ok = current is None
+    elif expected is EXISTS:
+        ok = current is not None
+    else:
+        ok = current == expected
+    if not ok:
+        raise WrongExpectedVersion(stream, expected, current)
+
+
+def idempotent_result(
+    stream: str,
+    events: Sequence[NewEvent],
+    expected: ExpectedVersion,
+    existing: dict[str, Existing],
+) -> AppendResult | None:
+    """Return the original result when this append is a retry of a stored one.
+
+    EventStoreDB semantics: the same ids, in the same order, at the same consecutive
+    versions of the same stream (and consistent with ``expected``) is a retry; any other
+    overlap is ``DuplicateEventId``. No overlap returns None: a fresh append.
+    """
+    if not existing:
+        return None
+    found = [existing.get(e.id) for e in events]
+    first = found[0]
+    retry = (
+        first is not None
+        and all(
+            f is not None and f.stream == stream and f.version == first.version + i
+            for i, f in enumerate(found)
+        )
+    )
+    if retry and first is not None:
+        if expected is NO_STREAM and first.version != 0:
+            retry = False
+        elif isinstance(expected, int) and expected != first.version - 1:
+            retry = False
+    if not retry or first is None:
+        for e, f in zip(events, found, strict=True):
+            if f is not None:
+                raise DuplicateEventId(e.id, f.stream, f.version)
+    assert first is not None
+    last = found[-1]
+    assert last is not None
+    return AppendResult(
+        stream=stream,
+        first_version=first.version,
+        last_version=last.version,
+        first_position=first.position,
+        last_position=last.position,
+    )
+
+
+def build_rows(
+    stream: str, events: Sequence[NewEvent], head: Head | None, recorded_at: datetime
+) -> list[Row]:
+    """Assign versions and chain hashes to a batch that passed the checks."""
+    rows: list[Row] = []
+    version = -1 if head is None else head.version
+    prev = None if head is None else head.hash
+    rec_text = format_ts(recorded_at)
+    for e in events:
+        version += 1
+        data_json = canonical_json(e.data)
+        meta_json = canonical_json(e.metadata)
+        occ_text = format_ts(e.occurred_at)
+        h = chain_hash_parts(
+            id=e.id,
+            stream=stream,
+            version=version,
+            type=e.type,
+            data_json=data_json,
+            metadata_json=meta_json,
+            actor=e.actor,
+            correlation_id=e.correlation_id,
+            causation_id=e.causation_id,
+            occurred_at=occ_text,
+            prev_hash=prev,
+        )
+        rows.append(
+            Row(
+                id=e.id, stream=stream, version=version, type=e.type,
+                data=e.data, metadata=e.metadata, data_json=data_json,
+                metadata_json=meta_json, actor=e.actor, correlation_id=e.correlation_id,
+                causation_id=e.causation_id, occurred_at=e.occurred_at,
+                occurred_at_text=occ_text, recorded_at=recorded_at,
+                recorded_at_text=rec_text, prev_hash=prev, hash=h,
+            )
+        )
+        prev = h
+    return rows
+
+
+def plan_append(
+    stream: str,
+    events: Sequence[NewEvent],
+    expected: ExpectedVersion,
+    head: Head | None,
+    existing: dict[str, Existing],
+    recorded_at: datetime,
+) -> AppendResult | list[Row]:
+    """Decide an append: the original result for a retry, or the rows to write.
+
+    Raises ``WrongExpectedVersion`` or ``DuplicateEventId`` before anything is written.
+    """
+    done = idempotent_result(stream, events, expected, existing)
+    if done is not None:
+        return done
+    check_expected_version(stream, expected, head)
+    return build_rows(stream, events, head, recorded_at)
+
+
+def check_batch(events: Sequence[NewEvent]) -> None:
+    if not events:
+        raise InvalidEvent("append needs at least one event")
+    seen: set[str] = set()
+    for i, e in enumerate(events):
+        if not isinstance(e, NewEvent):
+            raise InvalidEvent(f"events[{i}] is a {type(e).__name__}, not a NewEvent")
+        if e.id in seen:
+            raise InvalidEvent(f"events[{i}]: id {e.id} appears twice in one append")
+        seen.add(e.id)
+
+
+def result_of(stream: str, rows: Sequence[Row], first_position: int) -> AppendResult:
+    return AppendResult(
+        stream=stream,
+        first_version=rows[0].version,
+        last_version=rows[-1].version,
+        first_position=first_position,
+        last_position=first_position + len(rows) - 1,
+    )

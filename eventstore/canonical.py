@@ -1,0 +1,195 @@
+"""Canonical encoding, hashing and identifiers, with the standard library only.
+
+Why stdlib-only: the Claude Code hook path must start in a few tens of milliseconds and
+cannot afford pydantic; it still has to produce byte-identical hashes. Everything that
+defines what an event *is* on disk (canonical JSON, the hash chain, UUIDv7, the rules
+for stream and type names) therefore lives here and nowhere else.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import time
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+#: Stream names: printable, no whitespace at the ends, at most 200 characters.
+#: ``$``-prefixed streams are reserved for the store itself (``$retention``).
+STREAM_RE = re.compile(r"^\$?[A-Za-z0-9][A-Za-z0-9_.:@/+=-]{0,199}$")
+#: Event types: dotted segments, e.g. ``tool.completed`` or ``claude.hook.Notification``.
+TYPE_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_-]*(\.[A-Za-z0-9_-]+){0,15}$")
+MAX_TYPE_LEN = 200
+#: Actors: ``orchestrator``, ``agent:<name>``, ``user:<name>``, ``claude-code`` ...
+ACTOR_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]*(:[^\s:][^\s]{0,199})?$")
+
+GENESIS = None  # prev_hash of version 0
+
+
+def stream_name_problem(name: object, *, allow_reserved: bool = False) -> str | None:
+    """Return why ``name`` is not a valid stream name, or None when it is."""
+    if not isinstance(name, str):
+        return f"stream name must be a string, got {type(name).__name__}"
+    if not STREAM_RE.match(name):
+        return (
+            f"invalid stream name {name!r}: 1-200 characters of letters, digits and "
+            "_ . : @ / + = -, starting with a letter or digit"
+        )
+    if name.startswith("$") and not allow_reserved:
+        return f"stream name {name!r} is reserved: names starting with '$' belong to the store"
+    return None
+
+
+def type_problem(name: object) -> str | None:
+    """Return why ``name`` is not a valid event type, or None when it is."""
+    if not isinstance(name, str):
+        return f"event type must be a string, got {type(name).__name__}"
+    if len(name) > MAX_TYPE_LEN or not TYPE_RE.match(name):
+        return (
+            f"invalid event type {name!r}: dotted segments of letters, digits, _ and -, "
+            "starting with a letter (e.g. 'tool.completed')"
+        )
+    return None
+
+
+def actor_problem(name: object) -> str | None:
+    if not isinstance(name, str):
+        return f"actor must be a string, got {type(name).__name__}"
+    if not ACTOR_RE.match(name):
+        return (
+            f"invalid actor {name!r}: e.g. 'orchestrator', 'agent:<name>', 'user:<name>', "
+            "'claude-code'"
+        )
+    return None
+
+
+def canonical_json(obj: Any) -> str:
+    """The one JSON encoding hashes are computed over: sorted keys, no spaces, UTF-8.
+
+    NaN and infinities are refused (they are not JSON), so every stored document is
+    portable to PostgreSQL JSONB and back.
+    """
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
+                      allow_nan=False)
+
+
+def format_ts(ts: datetime) -> str:
+    """UTC timestamp with microseconds and a Z, the only form stored or hashed."""
+    if ts.tzinfo is None:
+        raise ValueError("timestamps must be timezone-aware")
+    return ts.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def parse_ts(text: str) -> datetime:
+    if text.endswith("Z"):
+        text = text[:-1] + "+00:00"
+    ts = datetime.fromisoformat(text)
+    if ts.tzinfo is None:
+        ts = ts.replace(tzinfo=UTC)
+    return ts.astimezone(UTC)
+
+
+def hash_body(
+    *,
+    id: str,
+    stream: str,
+    version: int,
+    type: str,
+    data: Any,
+    metadata: Any,
+    actor: str,
+    correlation_id: str | None,
+    causation_id: str | None,
+    occurred_at: str,
+) -> dict[str, Any]:
+    """The fields covered by the chain. Positions and recorded_at are excluded on purpose:
+    they are assigned by a particular store, and ``store copy`` must keep hashes intact."""
+    return {
+        "id": id,
+        "stream": stream,
+        "version": version,
+        "type": type,
+        "data": data,
+        "metadata": metadata,
+        "actor": actor,
+        "correlation_id": correlation_id,
+        "causation_id": causation_id,
+        "occurred_at": occurred_at,
+    }
+
+
+def chain_hash(body: dict[str, Any], prev_hash: str | None) -> str:
+    """SHA-256 over the canonical JSON of the event body and the previous link."""
+    doc = dict(body)
+    doc["prev_hash"] = prev_hash
+    return hashlib.sha256(canonical_json(doc).encode("utf-8")).hexdigest()
+
+
+_last_ms = 0
+_seq = 0
+
+
+def uuid7() -> uuid.UUID:
+    """RFC 9562 UUIDv7: time-ordered, so ids sort roughly by creation, random otherwise.
+
+    Monotonic within a process: a 12-bit counter in ``rand_a`` orders ids made in the
+    same millisecond.
+    """
+    global _last_ms, _seq
+    ms = time.time_ns() // 1_000_000
+    if ms <= _last_ms:
+        _seq += 1
+        if _seq > 0xFFF:
+            _last_ms += 1
+            _seq = 0
+        ms = _last_ms
+    else:
+        _last_ms = ms
+        _seq = int.from_bytes(os.urandom(2), "big") & 0x3FF
+    rand_b = int.from_bytes(os.urandom(8), "big") & ((1 << 62) - 1)
+    value = (ms & ((1 << 48) - 1)) << 80 | 0x7 << 76 | _seq << 64 | 0b10 << 62 | rand_b
+    return uuid.UUID(int=value)
+
+
+def _s(value: str | None) -> str:
+    return "null" if value is None else json.dumps(value, ensure_ascii=False)
+
+
+def chain_hash_parts(
+    *,
+    id: str,
+    stream: str,
+    version: int,
+    type: str,
+    data_json: str,
+    metadata_json: str,
+    actor: str,
+    correlation_id: str | None,
+    causation_id: str | None,
+    occurred_at: str,
+    prev_hash: str | None,
+) -> str:
+    """``chain_hash`` from already-canonical ``data``/``metadata`` text, without re-encoding.
+
+    The append path encodes each payload once (to store it) and reuses that text here;
+    keys are written in sorted order by hand, so the result is byte-identical to
+    ``canonical_json`` of the full document (a unit test holds the two together).
+    """
+    doc = (
+        '{"actor":' + _s(actor)
+        + ',"causation_id":' + _s(causation_id)
+        + ',"correlation_id":' + _s(correlation_id)
+        + ',"data":' + data_json
+        + ',"id":' + _s(id)
+        + ',"metadata":' + metadata_json
+        + ',"occurred_at":' + _s(occurred_at)
+        + ',"prev_hash":' + _s(prev_hash)
+        + ',"stream":' + _s(stream)
+        + ',"type":' + _s(type)
+        + ',"version":' + str(int(version))
+        + "}"
+    )
+    return hashlib.sha256(doc.encode("utf-8")).hexdigest()

@@ -1,0 +1,93 @@
+"""Secret redaction, applied to every event before it is stored or hashed.
+
+Why before hashing: the trail is append-only, so a secret that reaches it cannot be
+taken back without breaking the chain. Patterns cover the credentials coding agents
+actually handle (model API keys, cloud and VCS tokens, private keys, passwords in URLs)
+plus values under secret-looking keys; users add their own patterns in orchestrail.yaml.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from typing import Any
+
+from eventstore.errors import ConfigError
+
+BUILTIN_PATTERNS: dict[str, str] = {
+    "private-key": r"-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----[\s\S]*?(?:-----END [A-Z0-9 ]*PRIVATE KEY-----|\Z)",
+    "anthropic-key": r"sk-ant-[A-Za-z0-9_\-]{16,}",
+    "openai-key": r"sk-(?:proj-|svcacct-|admin-)?[A-Za-z0-9_\-]{20,}",
+    "aws-access-key": r"\b(?:AKIA|ASIA)[0-9A-Z]{16}\b",
+    "github-token": r"\b(?:gh[pousr]_[A-Za-z0-9]{30,}|github_pat_[A-Za-z0-9_]{40,})\b",
+    "gitlab-token": r"\bglpat-[A-Za-z0-9_\-]{20,}\b",
+    "slack-token": r"\bxox[abposr]-[A-Za-z0-9-]{10,}\b",
+    "google-api-key": r"\bAIza[0-9A-Za-z_\-]{35}\b",
+    "stripe-key": r"\b[rs]k_(?:live|test)_[A-Za-z0-9]{16,}\b",
+    "jwt": r"\beyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\b",
+    "bearer": r"(?<=[Bb]earer )[A-Za-z0-9._~+/=\-]{12,}",
+}
+
+#: ``scheme://user:password@host`` keeps the user, hides the password.
+_URL_PASSWORD = re.compile(r"(?P<pre>[A-Za-z][A-Za-z0-9+.\-]*://[^:/@\s]*:)(?P<pw>[^@\s/]+)(?=@)")
+#: ``password=...``, ``"api_key": "..."``, ``TOKEN: ...`` in free text.
+_ASSIGNMENT = re.compile(
+    r"(?i)(?P<key>\b[A-Za-z0-9_\-]*(?:password|passwd|secret|api[_-]?key|access[_-]?key|"
+    r"auth[_-]?token|token)[A-Za-z0-9_\-]*)(?P<sep>\s*[=:]\s*[\"']?)(?P<val>[^\s\"',;&]{6,})"
+)
+#: Object keys whose whole value is secret.
+_SECRET_KEY = re.compile(
+    r"(?i)^(?:.*(?:password|passwd|secret|api[_-]?key|access[_-]?key|private[_-]?key|"
+    r"auth[_-]?token|session[_-]?token|refresh[_-]?token|client[_-]?secret)|authorization|"
+    r"x-api-key|token)$"
+)
+
+
+def mask(kind: str) -> str:
+    return f"[REDACTED:{kind}]"
+
+
+class Redactor:
+    """Replaces secrets in every string of an event's ``data`` and ``metadata``."""
+
+    def __init__(self, extra_patterns: Iterable[str] = (), *, enabled: bool = True) -> None:
+        self.enabled = enabled
+        patterns = dict(BUILTIN_PATTERNS)
+        for i, pat in enumerate(extra_patterns):
+            try:
+                re.compile(pat)
+            except re.error as exc:
+                raise ConfigError(f"redact.patterns[{i}]: invalid regular expression {pat!r}: {exc}")
+            patterns[f"custom-{i}"] = pat
+        self._combined = re.compile(
+            "|".join(f"(?P<{name.replace('-', '_')}>{pat})" for name, pat in patterns.items())
+        )
+
+    def redact_text(self, text: str) -> str:
+        if not self.enabled or not text:
+            return text
+        out = self._combined.sub(lambda m: mask((m.lastgroup or "secret").replace("_", "-")), text)
+        out = _URL_PASSWORD.sub(lambda m: m.group("pre") + mask("password"), out)
+        return _ASSIGNMENT.sub(
+            lambda m: m.group(0) if m.group("val").startswith("[REDACTED")
+            else m.group("key") + m.group("sep") + mask("secret"),
+            out,
+        )
+
+    def redact(self, value: Any, key: str | None = None) -> Any:
+        if not self.enabled:
+            return value
+        if isinstance(value, str):
+            if key is not None and _SECRET_KEY.match(key) and value:
+                return mask("secret")
+            return self.redact_text(value)
+        if isinstance(value, dict):
+            return {k: self.redact(v, k if isinstance(k, str) else None) for k, v in value.items()}
+        if isinstance(value, list):
+            return [self.redact(v) for v in value]
+        return value
+
+
+def mask_url(url: str) -> str:
+    """Hide the password in a store URL before it reaches a log line or an error."""
+    return _URL_PASSWORD.sub(lambda m: m.group("pre") + "***", url)
