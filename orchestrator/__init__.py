@@ -1,0 +1,1 @@
+"""orchestrail's orchestrator: backlog, dispatch, runs, replay, audit and the CLI."""

@@ -1,0 +1,71 @@
+"""The ``orchestrail`` command line.
+
+Sub-commands live in their own modules and are imported only when invoked
+(``LazyGroup``), so ``orchestrail --help`` and the Claude Code hook path never pay for
+pydantic, SQLAlchemy or a model SDK.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from typing import Any
+
+import click
+
+#: name -> "module:attribute" of a click command, loaded on first use.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "events": ("orchestrator.cli.events:events", "Append, query, tail and verify events."),
+    "verify": ("orchestrator.cli.events:verify", "Check every hash chain in the store."),
+    "store": ("orchestrator.cli.store:store", "Store administration: info, retention."),
+    "agents": ("orchestrator.cli.agents:agents", "List, show and validate subagent definitions."),
+}
+
+
+class LazyGroup(click.Group):
+    """A click group whose sub-commands are imported on demand."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(set(COMMANDS) | set(self.commands))
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in self.commands:
+            return self.commands[cmd_name]
+        target = COMMANDS.get(cmd_name)
+        if target is None:
+            return None
+        module, attr = target[0].split(":")
+        cmd = getattr(importlib.import_module(module), attr)
+        assert isinstance(cmd, click.Command)
+        return cmd
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        rows = [(name, COMMANDS[name][1]) for name in sorted(COMMANDS)]
+        if rows:
+            with formatter.section("Commands"):
+                formatter.write_dl(rows)
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--store", "store_url", metavar="URL", envvar="ORCHESTRAIL_STORE",
+              help="Store URL (overrides orchestrail.yaml; env ORCHESTRAIL_STORE).")
+@click.option("--config", "config_path", metavar="PATH", envvar="ORCHESTRAIL_CONFIG",
+              type=click.Path(dir_okay=False), help="Config file (env ORCHESTRAIL_CONFIG).")
+@click.option("-v", "--verbose", count=True, help="More log output on stderr (-vv for debug).")
+@click.version_option(package_name="orchestrail")
+@click.pass_context
+def cli(ctx: click.Context, store_url: str | None, config_path: str | None, verbose: int) -> None:
+    """orchestrail: orchestrate AI agents with an event-sourced, verifiable audit trail.
+
+    The default store is the SQLite file .orchestrail/events.db, or what orchestrail.yaml
+    (searched from the current directory upwards) says under store.url.
+    """
+    from orchestrator.cli.common import Ctx, configure_logging
+
+    configure_logging(verbose)
+    ctx.obj = Ctx(store_url=store_url, config_path=config_path)
+
+
+def main(argv: list[str] | None = None) -> Any:
+    """Console-script entry point."""
+    return cli.main(args=argv if argv is not None else sys.argv[1:], prog_name="orchestrail")

@@ -1,0 +1,83 @@
+"""``orchestrail store``: information about the store, and retention."""
+
+from __future__ import annotations
+
+import click
+
+from orchestrator.cli.common import Ctx, emit_json, run_async
+
+
+@click.group()
+def store() -> None:
+    """Store administration."""
+
+
+@store.command("info")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_obj
+@run_async
+async def info_cmd(obj: Ctx, as_json: bool) -> None:
+    """Which store is configured, where the config came from, and how big it is."""
+    cfg = obj.config()
+    async with await obj.open_store(create=False) as st:
+        head = await st.head_position()
+        streams = await st.streams()
+    doc = {
+        "url": st.url,
+        "config": str(cfg.path) if cfg.path else None,
+        "head_position": head,
+        "streams": len(streams),
+        "events": sum(s.count for s in streams),
+        "retention": cfg.store.retention.describe(),
+    }
+    if as_json:
+        emit_json(doc)
+    else:
+        for k, v in doc.items():
+            click.echo(f"{k:>14}: {v}")
+
+
+@store.command("retention")
+@click.option("--max-age", default=None, help="Remove streams whose last event is older (90d).")
+@click.option("--max-streams", type=int, default=None, help="Keep only the newest N streams.")
+@click.option("--keep", multiple=True, help="Never remove streams with this prefix.")
+@click.option("--apply", "apply_", is_flag=True,
+              help="Really remove (default is a dry run that only reports).")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_obj
+@run_async
+async def retention_cmd(obj: Ctx, max_age: str | None, max_streams: int | None,
+                        keep: tuple[str, ...], apply_: bool, as_json: bool) -> None:
+    """Apply the retention policy (from orchestrail.yaml unless given here).
+
+    Whole streams only; never a stream of an unfinished run; every removal is recorded in
+    the $retention stream so `orchestrail verify` still passes.
+    """
+    from pydantic import ValidationError
+
+    from eventstore.retention import RetentionPolicy
+
+    policy = obj.config().store.retention
+    if max_age is not None or max_streams is not None or keep:
+        try:
+            policy = RetentionPolicy(
+                max_age=max_age or policy.max_age,  # type: ignore[arg-type]
+                max_streams=max_streams if max_streams is not None else policy.max_streams,
+                keep=tuple(keep) or policy.keep,
+            )
+        except ValidationError as exc:
+            raise click.BadParameter(exc.errors()[0]["msg"]) from None
+    async with await obj.open_store(create=False) as st:
+        report = await st.apply_retention(policy, dry_run=not apply_)
+    if as_json:
+        emit_json(report.model_dump(mode="json"))
+        return
+    verb = "removed" if apply_ else "would remove"
+    if policy.infinite:
+        click.echo("retention is infinite (no max_age, no max_streams): nothing to remove")
+    for r in report.removed:
+        click.echo(f"{verb} {r.stream} ({r.count} events, last hash {r.last_hash[:12]})")
+    for s in report.protected_unfinished:
+        click.echo(f"kept {s}: its run has not finished")
+    click.echo(f"{verb} {len(report.removed)} stream(s), {report.events_removed} event(s)"
+               + ("" if apply_ else "; run with --apply to remove"))
