@@ -1,0 +1,93 @@
+"""The canonical encoding is the on-disk definition of an event: pin it down."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import UTC, datetime
+
+import pytest
+
+from eventstore.canonical import (
+    canonical_json,
+    chain_hash,
+    chain_hash_parts,
+    format_ts,
+    hash_body,
+    parse_ts,
+    stream_name_problem,
+    type_problem,
+    uuid7,
+)
+
+
+@pytest.mark.parametrize("data", [
+    {}, {"b": 1, "a": [1.5, "é", None, True]}, {"nested": {"z": {"y": 1e-7}}, "big": 10**30},
+    {"unicode": "日本語 \u2028 \x00", "quote": "\"'\\"},
+])
+def test_hash_parts_equals_full_canonical_hash(data: dict[str, object]) -> None:
+    body = hash_body(id="e1", stream="s-1", version=3, type="tool.completed", data=data,
+                     metadata={"m": 1}, actor="agent:x", correlation_id="r", causation_id=None,
+                     occurred_at="2026-11-23T10:00:00.000000Z")
+    fast = chain_hash_parts(
+        id="e1", stream="s-1", version=3, type="tool.completed", data_json=canonical_json(data),
+        metadata_json=canonical_json({"m": 1}), actor="agent:x", correlation_id="r",
+        causation_id=None, occurred_at="2026-11-23T10:00:00.000000Z", prev_hash="ab" * 32)
+    assert fast == chain_hash(body, "ab" * 32)
+    assert fast != chain_hash(body, None)
+
+
+def test_canonical_json_sorts_and_refuses_nan() -> None:
+    assert canonical_json({"b": 1, "a": {"d": 2, "c": 3}}) == '{"a":{"c":3,"d":2},"b":1}'
+    with pytest.raises(ValueError):
+        canonical_json({"x": float("nan")})
+
+
+def test_timestamps_round_trip_in_utc() -> None:
+    ts = datetime(2026, 11, 23, 10, 0, 0, 123456, tzinfo=UTC)
+    assert format_ts(ts) == "2026-11-23T10:00:00.123456Z"
+    assert parse_ts(format_ts(ts)) == ts
+    with pytest.raises(ValueError):
+        format_ts(datetime(2026, 1, 1))
+
+
+def test_uuid7_is_version_7_and_monotonic() -> None:
+    ids = [uuid7() for _ in range(5000)]
+    assert all(u.version == 7 and u.variant == uuid.RFC_4122 for u in ids)
+    assert ids == sorted(ids, key=lambda u: u.int)
+    assert len(set(ids)) == len(ids)
+
+
+@pytest.mark.parametrize("name,ok", [
+    ("run-0192", True), ("session-abc_1", True), ("task-T1", True), ("a" * 200, True),
+    ("", False), (" run", False), ("run 1", False), ("a" * 201, False), ("$retention", False),
+    ("ru\nn", False), ("-x", False),
+])
+def test_stream_names(name: str, ok: bool) -> None:
+    assert (stream_name_problem(name) is None) is ok
+
+
+def test_reserved_streams_allowed_for_the_store() -> None:
+    assert stream_name_problem("$retention", allow_reserved=True) is None
+
+
+@pytest.mark.parametrize("name,ok", [
+    ("tool.completed", True), ("run.started", True), ("claude.hook.PreToolUse", True),
+    ("x", True), ("tool..x", False), ("tool.", False), ("1tool", False), ("tool completed", False),
+])
+def test_type_names(name: str, ok: bool) -> None:
+    assert (type_problem(name) is None) is ok
+
+
+def test_hash_covers_every_field() -> None:
+    base = hash_body(id="e", stream="s", version=0, type="a.b", data={"k": 1}, metadata={},
+                     actor="orchestrator", correlation_id=None, causation_id=None,
+                     occurred_at="2026-11-23T10:00:00.000000Z")
+    h = chain_hash(base, None)
+    for key, value in [("id", "f"), ("stream", "t"), ("version", 1), ("type", "a.c"),
+                       ("data", {"k": 2}), ("metadata", {"x": 1}), ("actor", "user:x"),
+                       ("correlation_id", "r"), ("causation_id", "c"),
+                       ("occurred_at", "2026-11-23T10:00:00.000001Z")]:
+        changed = dict(base, **{key: value})
+        assert chain_hash(changed, None) != h, key
+    assert json.loads(canonical_json(base))["version"] == 0
