@@ -1,0 +1,1 @@
+"""Stand-ins for services this machine cannot reach (model APIs, EventStoreDB)."""
