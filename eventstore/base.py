@@ -95,6 +95,17 @@ class EventStore(abc.ABC):
         re-run retention) rather than a gap nobody accounted for.
         """
 
+    async def _append_many(
+        self, batches: Sequence[tuple[str, Sequence[NewEvent], ExpectedVersion]]
+    ) -> list[AppendResult]:
+        """Several appends, as fast as the backend can; used by ``store copy``.
+
+        Each batch keeps its own atomicity and checks. Backends with transactions override
+        this to commit all batches at once (one fsync instead of one per batch); callers
+        must not rely on all-or-nothing across batches, only on idempotent retries.
+        """
+        return [await self._append(s, evs, exp) for s, evs, exp in batches]
+
     async def _wait_for_append(self, after: int, timeout: float) -> None:
         """Block until something may have been appended past ``after`` (or timeout)."""
         await asyncio.sleep(timeout)

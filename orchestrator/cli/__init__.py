@@ -17,7 +17,7 @@ import click
 COMMANDS: dict[str, tuple[str, str]] = {
     "events": ("orchestrator.cli.events:events", "Append, query, tail and verify events."),
     "verify": ("orchestrator.cli.events:verify", "Check every hash chain in the store."),
-    "store": ("orchestrator.cli.store:store", "Store administration: info, retention."),
+    "store": ("orchestrator.cli.store:store", "Store administration: info, retention, copy."),
     "agents": ("orchestrator.cli.agents:agents", "List, show and validate subagent definitions."),
 }
 
