@@ -15,6 +15,7 @@ import click
 
 #: name -> "module:attribute" of a click command, loaded on first use.
 COMMANDS: dict[str, tuple[str, str]] = {
+    "init": ("orchestrator.cli.init:init", "Create orchestrail.yaml and ignore .orchestrail/."),
     "events": ("orchestrator.cli.events:events", "Append, query, tail and verify events."),
     "verify": ("orchestrator.cli.events:verify", "Check every hash chain in the store."),
     "store": ("orchestrator.cli.store:store", "Store administration: info, retention, copy."),
