@@ -203,12 +203,16 @@ class EventStore(abc.ABC):
         query = query or Query()
         cursor = after or 0
         while True:
+            # Everything up to ``horizon`` is committed, so the read below sees all of it;
+            # waiting past the horizon (not just past the last match) keeps a filtered
+            # subscription from spinning on a tail of events it does not want.
+            horizon = await self.head_position()
             batch = await self._read_page(query, cursor, READ_BATCH)
             for ev in batch:
                 cursor = ev.position
                 yield ev
             if len(batch) < READ_BATCH:
-                await self._wait_for_append(cursor, poll_interval)
+                await self._wait_for_append(max(cursor, horizon), poll_interval)
 
     async def last_event(self, stream: str) -> RecordedEvent | None:
         version = await self.stream_version(stream)
