@@ -1,0 +1,274 @@
+"""``sqlite:///path.db``: the embedded default store (one file, WAL, many processes).
+
+Durability: ``synchronous=FULL`` by default. In WAL mode that fsyncs the log at every
+commit, so an append that returned survives a power cut, which is what an audit trail
+promises; group commit (``sqlite_writer``) spreads that fsync over every append waiting
+at the time. ``?synchronous=normal`` in the URL trades the last commits before a power
+cut (never consistency: the file stays intact) for speed; ``?busy_timeout=<ms>`` sets
+how long a writer waits for another process's write lock (default 5000).
+
+Concurrency: several OS processes (Claude Code runs hooks as concurrent processes) may
+append to one file at once. Each write transaction starts with ``BEGIN IMMEDIATE``, which
+takes SQLite's single write lock before reading the stream head, so expected-version
+checks are exact across processes and positions are assigned in commit order, without
+gaps: a subscriber following positions never skips a later-committed event.
+
+Layout: ``sqlite_schema`` (file format, opening, errors), ``sqlite_writer`` (the writer
+thread and group commit), ``sqlite_query`` (``Query`` to SQL). Reads use a separate
+aiosqlite connection so they never queue behind writes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sqlite3
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+
+from eventstore.append import Row
+from eventstore.backends.sqlite_query import expand_sql, page_sql, prefix_condition, type_prefixes
+from eventstore.backends.sqlite_schema import (
+    COLUMNS,
+    Settings,
+    check_path,
+    describe_error,
+    ensure_schema,
+)
+from eventstore.backends.sqlite_writer import Writer, append_in_transaction, read_sequence
+from eventstore.base import EventStore
+from eventstore.canonical import parse_ts
+from eventstore.errors import StoreCorrupted
+from eventstore.model import (
+    ANY,
+    AppendResult,
+    ExpectedVersion,
+    NewEvent,
+    Query,
+    RecordedEvent,
+    StreamInfo,
+)
+from eventstore.redact import Redactor
+from eventstore.retention import RETENTION_STREAM
+
+
+class SQLiteStore(EventStore):
+    gapless_positions = True
+
+    def __init__(self, path: Path, settings: Settings, writer: Writer,
+                 reader: aiosqlite.Connection, *, redactor: Redactor | None = None) -> None:
+        super().__init__(redactor=redactor)
+        self.path = path
+        self.url = f"sqlite:///{path}"
+        self.settings = settings
+        self._writer = writer
+        self._reader = reader
+        self._committed = 0
+        self._appended = asyncio.Event()
+        writer.on_commit = self._note_commit
+
+    @classmethod
+    async def open(cls, path: Path, *, redactor: Redactor | None = None, create: bool = True,
+                   params: dict[str, str] | None = None) -> SQLiteStore:
+        """Open (and with ``create``, create) the store file; check it is ours and current.
+
+        Raises ``StoreUnavailable`` (missing with ``create=False``, read-only, locked, not a
+        SQLite file, a newer schema) or ``StoreCorrupted``, each naming the path.
+        """
+        path = Path(os.path.abspath(path))  # noqa: ASYNC240 - no I/O: getcwd at most
+        settings = Settings(path, dict(params or {}))
+        writer = Writer(path, settings)
+        try:
+            await writer.run_plain(lambda: check_path(path, create=create))
+            await writer.run(_prepare, path, settings, create)
+            reader = await _open_reader(path, settings)
+        except BaseException:
+            await writer.close()
+            raise
+        return cls(path, settings, writer, reader, redactor=redactor)
+
+    async def close(self) -> None:
+        try:
+            await self._writer.close()
+        finally:
+            await self._reader.close()
+
+    # ---- writes -----------------------------------------------------------------------
+
+    async def _append(
+        self, stream: str, events: Sequence[NewEvent], expected: ExpectedVersion
+    ) -> AppendResult:
+        return await self._writer.append(stream, events, expected)
+
+    async def _remove_streams(self, streams: Sequence[str], record: NewEvent) -> RecordedEvent:
+        rows: list[Row]
+        result, rows = await self._writer.run(_remove_streams, self.path, self.settings,
+                                              list(streams), record)
+        self._note_commit(result.last_position)
+        return rows[0].recorded(result.first_position)
+
+    def _note_commit(self, position: int) -> None:
+        if position > self._committed:
+            self._committed = position
+        self._appended.set()
+        self._appended = asyncio.Event()
+
+    async def _wait_for_append(self, after: int, timeout: float) -> None:  # noqa: ASYNC109
+        """Wake on a commit from this process at once; other processes' by polling."""
+        try:
+            await asyncio.wait_for(self._appended.wait(), timeout)
+        except TimeoutError:
+            pass
+
+    # ---- reads ------------------------------------------------------------------------
+
+    async def _fetch(self, sql: str, params: Sequence[Any], doing: str) -> list[Any]:
+        try:
+            return list(await self._reader.execute_fetchall(sql, params))
+        except sqlite3.Error as exc:
+            raise describe_error(exc, self.path, doing, self.settings) from None
+
+    async def _read_page(self, query: Query, after: int, limit: int) -> list[RecordedEvent]:
+        prefixes = type_prefixes(query)
+        if prefixes and query.correlation_id is None and query.stream is None:
+            rows = await self._read_expanded(query, after, limit, prefixes)
+        else:
+            sql, params = page_sql(query, after, limit)
+            rows = await self._fetch(sql, params, "reading events")
+        return [self._decode(r) for r in rows]
+
+    async def _read_expanded(self, query: Query, after: int, limit: int, prefixes: list[str]
+                             ) -> list[Any]:
+        """Expand ``tool.*`` to the stored types and read the page in ONE read snapshot.
+
+        Two statements outside a transaction could see different snapshots: a type first
+        stored between them would be missing from the page while later events were not,
+        and a subscriber's cursor would jump over it.
+        """
+        try:
+            await self._reader.execute("BEGIN")
+            try:
+                expanded: list[str] = []
+                for prefix in prefixes:
+                    sql, params = expand_sql(prefix)
+                    expanded += [r[0] for r in await self._reader.execute_fetchall(sql, params)]
+                sql, params = page_sql(query, after, limit, expanded)
+                return list(await self._reader.execute_fetchall(sql, params))
+            finally:
+                await self._reader.execute("COMMIT")
+        except sqlite3.Error as exc:
+            raise describe_error(exc, self.path, "reading events", self.settings) from None
+
+    async def _read_stream_page(
+        self, stream: str, from_version: int, limit: int
+    ) -> list[RecordedEvent]:
+        rows = await self._fetch(
+            f"SELECT {COLUMNS} FROM events WHERE stream = ? AND version >= ? "
+            "ORDER BY version LIMIT ?",
+            (stream, from_version, limit),
+            f"reading stream {stream!r}",
+        )
+        return [self._decode(r) for r in rows]
+
+    async def stream_version(self, stream: str) -> int | None:
+        rows = await self._fetch("SELECT max(version) FROM events WHERE stream = ?", (stream,),
+                                 f"reading stream {stream!r}")
+        return None if rows[0][0] is None else int(rows[0][0])
+
+    async def head_position(self) -> int:
+        rows = await self._fetch("SELECT seq FROM sqlite_sequence WHERE name = 'events'", (),
+                                 "reading the head position")
+        return int(rows[0][0]) if rows else 0
+
+    async def streams(self, prefix: str | None = None) -> list[StreamInfo]:
+        where, params = prefix_condition("stream", prefix or "")
+        rows = await self._fetch(
+            "SELECT g.stream, g.n, last.version, last.hash, g.first_pos, last.position, "
+            "first.recorded_at, last.recorded_at FROM ("
+            " SELECT stream, count(*) AS n, max(version) AS v, min(position) AS first_pos"
+            f" FROM events WHERE {where} GROUP BY stream"
+            ") AS g "
+            "JOIN events AS last ON last.stream = g.stream AND last.version = g.v "
+            "JOIN events AS first ON first.position = g.first_pos "
+            "ORDER BY g.first_pos",
+            params,
+            "listing streams",
+        )
+        return [
+            StreamInfo(
+                stream=r[0], count=r[1], last_version=r[2], last_hash=r[3], first_position=r[4],
+                last_position=r[5], first_recorded_at=parse_ts(r[6]),
+                last_recorded_at=parse_ts(r[7]),
+            )
+            for r in rows
+        ]
+
+    def _decode(self, r: Any) -> RecordedEvent:
+        try:
+            return RecordedEvent.model_construct(
+                position=r[0], id=r[1], stream=r[2], version=r[3], type=r[4], actor=r[5],
+                correlation_id=r[6], causation_id=r[7], occurred_at=parse_ts(r[8]),
+                recorded_at=parse_ts(r[9]), data=json.loads(r[10]),
+                metadata=json.loads(r[11]), prev_hash=r[12], hash=r[13],
+            )
+        except (ValueError, TypeError) as exc:
+            raise StoreCorrupted(
+                f"SQLite store {self.path}: the event at position {r[0]} cannot be read ({exc})"
+            ) from None
+
+
+# ---- functions that run on the writer thread ---------------------------------------------
+
+
+def _prepare(conn: sqlite3.Connection, path: Path, settings: Settings, create: bool) -> None:
+    try:
+        ensure_schema(conn, path, settings, create=create)
+    except sqlite3.Error as exc:
+        raise describe_error(exc, path, "opening", settings) from None
+
+
+def _remove_streams(conn: sqlite3.Connection, path: Path, settings: Settings,
+                    streams: list[str], record: NewEvent) -> tuple[AppendResult, list[Row]]:
+    """Retention: record the removal and delete the streams in ONE transaction."""
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            result, rows = append_in_transaction(conn, RETENTION_STREAM, [record], ANY,
+                                                 read_sequence(conn) + 1)
+            conn.execute("INSERT INTO retention_guard (token) VALUES ('retention')")
+            for i in range(0, len(streams), 500):
+                chunk = streams[i: i + 500]
+                conn.execute(
+                    f"DELETE FROM events WHERE stream IN ({', '.join('?' * len(chunk))})", chunk)
+            conn.execute("DELETE FROM retention_guard")
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+    except sqlite3.Error as exc:
+        raise describe_error(exc, path, "applying retention", settings) from None
+    return result, rows
+
+
+async def _open_reader(path: Path, settings: Settings) -> aiosqlite.Connection:
+    try:
+        reader = await aiosqlite.connect(str(path), timeout=settings.busy_timeout_s,
+                                         isolation_level=None)
+    except sqlite3.Error as exc:
+        raise describe_error(exc, path, "opening a reader", settings) from None
+    try:
+        await reader.execute("PRAGMA query_only = 1")
+        await reader.execute(f"PRAGMA busy_timeout = {settings.busy_timeout_ms}")
+        await reader.execute("PRAGMA cache_size = -16000")
+    except sqlite3.Error as exc:
+        await reader.close()
+        raise describe_error(exc, path, "opening a reader", settings) from None
+    return reader
+
+
+__all__ = ["SQLiteStore"]
