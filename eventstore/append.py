@@ -12,7 +12,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, NamedTuple
 
-from eventstore.canonical import canonical_json, chain_hash_parts, format_ts
+from eventstore.canonical import (
+    actor_problem,
+    canonical_json,
+    chain_hash_parts,
+    format_ts,
+    type_problem,
+)
 from eventstore.errors import DuplicateEventId, InvalidEvent, WrongExpectedVersion
 from eventstore.model import (
     ANY,
@@ -205,6 +211,10 @@ def check_batch(events: Sequence[NewEvent]) -> None:
     for i, e in enumerate(events):
         if not isinstance(e, NewEvent):
             raise InvalidEvent(f"events[{i}] is a {type(e).__name__}, not a NewEvent")
+        # again here: a NewEvent built with model_construct skipped its validators
+        problem = type_problem(e.type) or actor_problem(e.actor)
+        if problem:
+            raise InvalidEvent(f"events[{i}]: {problem}")
         if e.id in seen:
             raise InvalidEvent(f"events[{i}]: id {e.id} appears twice in one append")
         seen.add(e.id)

@@ -19,12 +19,12 @@ from typing import Any
 
 #: Stream names: printable, no whitespace at the ends, at most 200 characters.
 #: ``$``-prefixed streams are reserved for the store itself (``$retention``).
-STREAM_RE = re.compile(r"^\$?[A-Za-z0-9][A-Za-z0-9_.:@/+=-]{0,199}$")
+STREAM_RE = re.compile(r"^\$?[A-Za-z0-9][A-Za-z0-9_.:@/+=-]{0,199}\Z")
 #: Event types: dotted segments, e.g. ``tool.completed`` or ``claude.hook.Notification``.
-TYPE_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_-]*(\.[A-Za-z0-9_-]+){0,15}$")
+TYPE_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_-]*(\.[A-Za-z0-9_-]+){0,15}\Z")
 MAX_TYPE_LEN = 200
 #: Actors: ``orchestrator``, ``agent:<name>``, ``user:<name>``, ``claude-code`` ...
-ACTOR_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]*(:[^\s:][^\s]{0,199})?$")
+ACTOR_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]*(:[^\s:][^\s]{0,199})?\Z")
 
 GENESIS = None  # prev_hash of version 0
 
