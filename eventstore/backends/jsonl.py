@@ -31,6 +31,7 @@ import asyncio
 import fcntl
 import os
 import sqlite3
+import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -74,7 +75,25 @@ from eventstore.model import (
 from eventstore.redact import Redactor
 from eventstore.retention import RETENTION_STREAM
 
-log = structlog.get_logger("eventstore.jsonl")
+
+def _log() -> Any:
+    """A fresh logger each time: warnings are rare, and this honours the config of the
+    moment (a cached module-level logger would ignore later ``structlog.configure``).
+
+    Unconfigured structlog prints to stdout, which belongs to the program's output (hook
+    replies, ``events query``); until someone configures it, warnings go to stderr.
+    """
+    if structlog.is_configured():
+        return structlog.get_logger("eventstore.jsonl")
+    return structlog.wrap_logger(
+        structlog.PrintLogger(sys.stderr),
+        processors=[
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso"),
+            structlog.dev.ConsoleRenderer(colors=False),
+        ],
+    )
+
 
 FSYNC_POLICIES = ("always", "batch", "never")
 T = TypeVar("T")
@@ -225,7 +244,7 @@ class JsonlStore(EventStore):
         try:
             conn = connect(self.index_path)
         except IndexBroken as exc:
-            log.warning("jsonl.index_rebuild", index=str(self.index_path), reason=str(exc))
+            _log().warning("jsonl.index_rebuild", index=str(self.index_path), reason=str(exc))
             for suffix in ("", "-wal", "-shm", "-journal"):
                 try:
                     os.unlink(f"{self.index_path}{suffix}")
@@ -288,7 +307,7 @@ class JsonlStore(EventStore):
             if m:
                 out.append(int(m.group(1)))
             elif not name.startswith("."):
-                log.warning("jsonl.foreign_file", file=str(self.segments_dir / name),
+                _log().warning("jsonl.foreign_file", file=str(self.segments_dir / name),
                             note="ignored: not a segment name (NNNNNNNN.jsonl)")
         return sorted(out)
 
@@ -326,7 +345,8 @@ class JsonlStore(EventStore):
         try:
             changed = False
             for seq in disk:
-                changed |= self._reconcile(seq, recs.get(seq), is_last=seq == disk[-1])
+                changed |= self._reconcile(seq, recs.get(seq), is_last=seq == disk[-1],
+                                           deep=full)
             w.set_flag("dirty", None)
             w.commit()
         except BaseException:
@@ -337,7 +357,7 @@ class JsonlStore(EventStore):
 
     def _rebuild(self, disk: list[int], why: str) -> None:
         w = self._wi
-        log.warning("jsonl.index_rebuild", index=str(self.index_path), reason=why)
+        _log().warning("jsonl.index_rebuild", index=str(self.index_path), reason=why)
         w.begin()
         try:
             w.clear()
@@ -357,13 +377,16 @@ class JsonlStore(EventStore):
         return int(row[0]) if row and row[0] is not None else 0
 
     def _reconcile(
-        self, seq: int, rec: SegmentRecord | None, *, is_last: bool, known: bool = False
+        self, seq: int, rec: SegmentRecord | None, *, is_last: bool, known: bool = False,
+        deep: bool = False,
     ) -> bool:
         """Index what segment ``seq`` holds beyond ``rec``; True when anything changed.
 
         ``known`` (rebuilds): the segment was indexed before, so damage in it is not an
         unacknowledged tail. A segment the index never saw (a writer died between
-        creating it and indexing it) holds nothing acknowledged.
+        creating it and indexing it) holds nothing acknowledged. ``deep`` (full syncs)
+        also re-reads the last indexed line of an unchanged-looking segment: mtimes tick
+        coarsely, and a same-size edit of the last line must not slip through.
         """
         w = self._wi
         path = self._seg_path(seq)
@@ -371,7 +394,8 @@ class JsonlStore(EventStore):
             st = os.stat(path)
         except FileNotFoundError:
             raise StoreCorrupted(f"{path}: segment vanished while the store was open") from None
-        if rec is not None and st.st_size == rec.size and st.st_mtime_ns == rec.mtime_ns:
+        if (rec is not None and st.st_size == rec.size and st.st_mtime_ns == rec.mtime_ns
+                and (not deep or self._tail_intact(seq, rec))):
             return False
         head = w.head()
         if rec is not None and st.st_size >= rec.size and self._tail_intact(seq, rec):
@@ -425,7 +449,7 @@ class JsonlStore(EventStore):
                 f"{path}: ends with {result.tail} at byte {result.end}, but later segments "
                 "exist (a segment in the middle of the log was damaged)"
             )
-        log.warning(
+        _log().warning(
             "jsonl.tail_repaired",
             file=str(path),
             offset=result.end,
