@@ -603,7 +603,7 @@ class PermissionEngine:
             return Decision("allow", f"redirection to {path}", "Bash", source="parser",
                             subject=shown)
         tool = "Edit" if r.kind == "write" else "Read"
-        if tool == "Edit" and self.available is not None and not (self.available & EDIT_TOOLS):
+        if tool == "Edit" and all(self._unavailable(t) is not None for t in EDIT_TOOLS):
             return Decision("deny", f"writing {path!r} through a redirection needs the Edit or "
                             "Write tool, which this agent does not have", "Bash",
                             source="agent tools", subject=shown)
