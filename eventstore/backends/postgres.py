@@ -228,6 +228,9 @@ class PostgresStore(EventStore):
                 yield conn
         except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
             raise unavailable(self.target, what, exc) from None
+        except psycopg.errors.InsufficientPrivilege as exc:
+            # e.g. retention run by an append-only role (docs/backends.md)
+            raise unavailable(self.target, what, exc) from None
 
     # ---- writes -----------------------------------------------------------------------
 
