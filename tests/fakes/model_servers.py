@@ -45,9 +45,24 @@ def tool_use(name: str, tool_input: dict[str, Any], *, preface: str | None = Non
     return {"content": blocks, "stop_reason": "tool_use"}
 
 
-def error(status: int, message: str = "scripted error", kind: str = "api_error") -> Reply:
+def error(status: int, message: str = "scripted error", kind: str = "api_error",
+          headers: dict[str, str] | None = None) -> Reply:
     """A transient or fatal HTTP error for retry tests (429, 500, 529 ...)."""
-    return {"__error__": status, "message": message, "kind": kind}
+    return {"__error__": status, "message": message, "kind": kind, "headers": headers or {}}
+
+
+def raw(status: int, body: str, content_type: str = "application/json") -> Reply:
+    """Any bytes at all as the reply body (garbage, truncated JSON, HTML error pages)."""
+    return {"__raw__": status, "body": body, "content_type": content_type}
+
+
+def _send_raw(h: BaseHTTPRequestHandler, reply: Reply) -> None:
+    body = str(reply["body"]).encode()
+    h.send_response(int(reply["__raw__"]))
+    h.send_header("content-type", str(reply["content_type"]))
+    h.send_header("content-length", str(len(body)))
+    h.end_headers()
+    h.wfile.write(body)
 
 
 @dataclass
@@ -168,6 +183,9 @@ class AnthropicHandler(BaseHTTPRequestHandler):
                 "type": "not_found_error", "message": f"no route {path}"}})
             return
         reply = outer.script.next_reply(request)
+        if "__raw__" in reply:
+            _send_raw(self, reply)
+            return
         if "__error__" in reply:
             status = int(reply["__error__"])
             kind = reply.get("kind", "api_error")
@@ -177,7 +195,8 @@ class AnthropicHandler(BaseHTTPRequestHandler):
                 kind = "overloaded_error"
             _send_json(self, status, {"type": "error", "error": {
                 "type": kind, "message": reply.get("message", "")}},
-                {"retry-after": "0"} if status in (429, 529) else None)
+                {**({"retry-after": "0"} if status in (429, 529) else {}),
+                 **reply.get("headers", {})})
             return
         msg_id = f"msg_{next(_ids):08d}"
         model = request.get("model", "claude-sonnet-4-5")
@@ -228,7 +247,7 @@ class AnthropicServer(_Base):
 def _to_openai(reply: Reply) -> tuple[str | None, list[dict[str, Any]], str]:
     text_parts = [b["text"] for b in reply["content"] if b["type"] == "text"]
     calls = [{"id": b["id"], "type": "function", "function": {
-        "name": b["name"], "arguments": json.dumps(b["input"])}}
+        "name": b["name"], "arguments": b.get("raw_arguments", json.dumps(b["input"]))}}
         for b in reply["content"] if b["type"] == "tool_use"]
     finish = "tool_calls" if calls else "stop"
     return ("".join(text_parts) or None), calls, finish
@@ -248,9 +267,13 @@ class OpenAIHandler(BaseHTTPRequestHandler):
                                              "type": "invalid_request_error"}})
             return
         reply = outer.script.next_reply(request)
+        if "__raw__" in reply:
+            _send_raw(self, reply)
+            return
         if "__error__" in reply:
             _send_json(self, int(reply["__error__"]), {"error": {
-                "message": reply.get("message", ""), "type": reply.get("kind", "server_error")}})
+                "message": reply.get("message", ""), "type": reply.get("kind", "server_error")}},
+                reply.get("headers") or None)
             return
         content, calls, finish = _to_openai(reply)
         usage = _usage(request, reply)
