@@ -220,7 +220,8 @@ def _build(fm: dict[str, Any], prompt: str, path: Path | None, key_lines: dict[s
         return key_lines.get(key)
 
     def fail(key: str | None, message: str) -> DefinitionError:
-        return DefinitionError(message, path, line(key) if key else 2 if path else None)
+        # a missing key has no line: point at the first frontmatter line
+        return DefinitionError(message, path, (line(key) if key else None) or 2)
 
     def note(key: str, message: str, severity: Severity = "error") -> None:
         problems.append(Problem(path=path, line=line(key), severity=severity, message=message))

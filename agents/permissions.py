@@ -507,10 +507,16 @@ class PermissionEngine:
             return rule.specifier is not None and path_matches(
                 rule.specifier, real, project_root=self.root, cwd=self.root, home=self.home)
 
+        probes = [real, lexical]
+        if name in ("Glob", "Grep", "LS"):
+            # searching a directory inside a denied tree reads that tree; finer-grained
+            # denies (secrets/*.key) must be applied by the tool to each result file
+            probes += [real / "x", lexical / "x"]
+
         def deny_matches(rule: Rule) -> bool:
             return rule.specifier is not None and any(path_matches(
                 rule.specifier, p, project_root=self.root, cwd=self.root, home=self.home)
-                for p in (real, lexical))
+                for p in probes)
 
         return self._decide(name, matches, raw, deny_matches, family)
 
