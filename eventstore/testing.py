@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import json
 import os
 import random
@@ -57,6 +58,8 @@ from eventstore.retention import RETENTION_STREAM, RETENTION_TYPE, RetentionPoli
 from eventstore.urls import _local_path, open_store
 
 T0 = datetime(2024, 5, 1, 12, 0, 0, tzinfo=UTC)
+#: Where ``eventstore`` is imported from, so worker processes import the same code.
+PACKAGE_ROOT = str(Path(__file__).resolve().parent.parent)
 
 # ---- helpers ------------------------------------------------------------------------------
 
@@ -97,7 +100,7 @@ def ids(events: Sequence[RecordedEvent | NewEvent]) -> list[str]:
 
 def assert_position_order(events: Sequence[RecordedEvent], gapless: bool) -> None:
     positions = [e.position for e in events]
-    assert all(a < b for a, b in zip(positions, positions[1:], strict=False)), positions
+    assert all(a < b for a, b in itertools.pairwise(positions)), positions
     if gapless and positions:
         assert positions == list(range(positions[0], positions[0] + len(positions))), (
             "positions have holes"
@@ -127,22 +130,22 @@ class Collector:
             self.events.append(ev)
 
     async def wait_for(self, done: Callable[[list[RecordedEvent]], bool],
-                       timeout: float = 20.0) -> None:
+                       within: float = 20.0) -> None:
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
+        deadline = loop.time() + within
         while not done(self.events):
             if self._task.done():
                 self._task.result()  # re-raise what killed the subscription
                 raise AssertionError("the subscription ended by itself")
             if loop.time() > deadline:
                 raise AssertionError(
-                    f"subscription got {len(self.events)} events in {timeout}s; last position "
+                    f"subscription got {len(self.events)} events in {within}s; last position "
                     f"{self.events[-1].position if self.events else None}"
                 )
             await asyncio.sleep(0.01)
 
-    async def wait_count(self, n: int, timeout: float = 20.0) -> None:
-        await self.wait_for(lambda evs: len(evs) >= n, timeout)
+    async def wait_count(self, n: int, within: float = 20.0) -> None:
+        await self.wait_for(lambda evs: len(evs) >= n, within)
 
     async def stop(self) -> None:
         self._task.cancel()
@@ -428,7 +431,7 @@ class StoreContract(_ContractBase):
 
     async def test_positions_in_commit_order(self, store: EventStore) -> None:
         results = [await store.append(f"run-{i % 3}", batch(i % 4 + 1)) for i in range(20)]
-        for prev, cur in zip(results, results[1:], strict=False):
+        for prev, cur in itertools.pairwise(results):
             assert cur.first_position > prev.last_position
         got = await all_events(store)
         assert_position_order(got, store.gapless_positions)
@@ -632,8 +635,35 @@ class StoreContract(_ContractBase):
                 assert pa == list(range(pa[0], pa[0] + size))
                 assert pb == list(range(pb[0], pb[0] + size))
 
+    async def test_readers_never_see_a_partial_batch(self, store: EventStore) -> None:
+        size, batches = 1_000, 6
+        counts: list[int] = []
+        done = asyncio.Event()
+
+        async def reader() -> None:
+            while not done.is_set():
+                page = await store.read_page(Query(stream="run-big"), limit=MAX_PAGE)
+                counts.append(len(page.events))
+                version = await store.stream_version("run-big")
+                counts.append(0 if version is None else version + 1)
+                await asyncio.sleep(0.002)
+
+        task = asyncio.create_task(reader())
+        try:
+            for _ in range(batches):
+                await store.append("run-big", batch(size))
+                await asyncio.sleep(0.01)
+        finally:
+            done.set()
+            await task
+        assert len(counts) >= 2 * batches, "the reader did not run alongside the writer"
+        partial = [n for n in counts if n % size]
+        assert not partial, f"readers saw partial batches: {partial[:5]}"
+        assert counts[-1] == size * batches
+
     # -- subscriptions --------------------------------------------------------------------
 
+    @pytest.mark.timeout(90)
     async def test_subscribe_catch_up_then_live(self, store: EventStore) -> None:
         first = batch(5)
         await store.append("run-1", first)
@@ -652,6 +682,7 @@ class StoreContract(_ContractBase):
         finally:
             await sub.stop()
 
+    @pytest.mark.timeout(90)
     async def test_subscribe_from_the_beginning(self, store: EventStore) -> None:
         sub = Collector(store)
         try:
@@ -667,6 +698,7 @@ class StoreContract(_ContractBase):
         finally:
             await sub.stop()
 
+    @pytest.mark.timeout(90)
     async def test_subscribe_under_concurrent_writers(self, store: EventStore) -> None:
         """Started while writers run, a subscriber gets every later event exactly once."""
         rng = random.Random(11)
@@ -703,6 +735,7 @@ class StoreContract(_ContractBase):
             if late is not None:
                 await late.stop()
 
+    @pytest.mark.timeout(90)
     async def test_subscribe_with_filter(self, store: EventStore) -> None:
         query = Query(types=("tool.*",), stream_prefix="session-")
         sub = Collector(store, query)
@@ -1130,8 +1163,8 @@ async def main() -> None:
                 while True:
                     v = await store.stream_version(args["stream"])
                     try:
-                        await store.append(args["stream"],
-                                           [NewEvent(type="test.shared", data={"w": name, "seq": seq})],
+                        event = NewEvent(type="test.shared", data={"w": name, "seq": seq})
+                        await store.append(args["stream"], [event],
                                            expected_version=NO_STREAM if v is None else v)
                         out["appended"] += 1
                         break
@@ -1166,9 +1199,9 @@ class Worker:
         self.name = name
         self.lines: list[str] = []
 
-    async def readline(self, timeout: float = 60.0) -> str:
+    async def readline(self, within: float = 60.0) -> str:
         assert self.proc.stdout is not None
-        raw = await asyncio.wait_for(self.proc.stdout.readline(), timeout)
+        raw = await asyncio.wait_for(self.proc.stdout.readline(), within)
         line = raw.decode().strip()
         if not raw:
             err = b""
@@ -1178,8 +1211,8 @@ class Worker:
         self.lines.append(line)
         return line
 
-    async def finish(self, timeout: float = 120.0) -> dict[str, Any]:
-        stdout, stderr = await asyncio.wait_for(self.proc.communicate(), timeout)
+    async def finish(self, within: float = 120.0) -> dict[str, Any]:
+        stdout, stderr = await asyncio.wait_for(self.proc.communicate(), within)
         if self.proc.returncode != 0:
             raise AssertionError(
                 f"worker {self.name} exited {self.proc.returncode}: {stderr.decode()[-3000:]}"
@@ -1214,8 +1247,7 @@ class MultiProcessContract(_ContractBase):
     async def spawn(self, script: Path, url: str, mode: str, name: str,
                     gate: Path | None = None, **args: Any) -> Worker:
         env = dict(os.environ)
-        root = str(Path(__file__).resolve().parent.parent)
-        env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "")
+        env["PYTHONPATH"] = PACKAGE_ROOT + os.pathsep + env.get("PYTHONPATH", "")
         proc = await asyncio.create_subprocess_exec(
             sys.executable, str(script), url, mode, name, str(gate or "-"), json.dumps(args),
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=env,
@@ -1294,7 +1326,7 @@ class MultiProcessContract(_ContractBase):
             results = await asyncio.gather(*(w.finish() for w in workers))
             total = sum(r["appended"] for r in results)
             assert total == 480
-            await sub.wait_count(total, timeout=60)
+            await sub.wait_count(total, within=60)
             await asyncio.sleep(0.3)
             got = sub.events
             assert len(got) == total and len(set(ids(got))) == total
@@ -1336,9 +1368,9 @@ class MultiProcessContract(_ContractBase):
             assert report.ok, report.problems
             # the store is usable after the crash
             last = len(got) - 1 if got else None
-            r = await store.append("run-crash", batch(1),
-                                   expected_version=NO_STREAM if last is None else last)
-            assert r.first_version == len(got)
+            res = await store.append("run-crash", batch(1),
+                                     expected_version=NO_STREAM if last is None else last)
+            assert res.first_version == len(got)
         finally:
             await store.close()
 
