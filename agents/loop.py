@@ -117,6 +117,9 @@ class SessionResult:
                 "denials": self.denials, "stream": f"session-{self.session_id}"}
 
 
+_SESSION = object()  # "use the session's causation id"
+
+
 class _Stop(Exception):
     """Ends the loop with a status (budget) - not an error."""
 
@@ -250,12 +253,12 @@ class AgentSession:
 
     # -- plumbing ------------------------------------------------------------------------
     async def _emit(self, type_: str, data: dict[str, Any], *, event_id: str | None = None,
-                    causation_id: str | None = None) -> str:
+                    causation_id: str | None | object = _SESSION) -> str:
         from eventstore.model import NewEvent
 
         ev = NewEvent(type=type_, data=data, actor=self.actor, correlation_id=self.run_id,
-                      causation_id=causation_id if causation_id is not None
-                      else self.causation_id, id=event_id or _new_id())
+                      causation_id=self.causation_id if causation_id is _SESSION
+                      else causation_id, id=event_id or _new_id())
         await self.store.append(self.stream, [ev])
         if self.on_progress is not None:
             self.on_progress(type_, data)

@@ -121,6 +121,8 @@ class Bash(Tool):
                 await asyncio.wait_for(asyncio.shield(reader), DRAIN_SECONDS)
         except BaseException:
             _kill_group(pgid)  # cancelled (wall-time budget, Ctrl-C): leave nothing behind
+            with contextlib.suppress(BaseException):
+                await asyncio.wait_for(proc.wait(), 2.0)  # reap it; close the transport
             raise
         finally:
             if not reader.done():
