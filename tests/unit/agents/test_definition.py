@@ -230,7 +230,7 @@ def test_precedence_project_claude_then_agents_then_user(tmp_path: Path) -> None
     [readme] = reg.skipped
     assert readme.documentation and readme.path.name == "README.md"
     assert any(p.path == readme.path and p.severity == "error" for p in reg.problems())
-    with pytest.raises(AgentNotFound, match="no subagent named 'nope'.*known: only-user, x"):
+    with pytest.raises(AgentNotFound, match=r"no subagent named 'nope'.*known: only-user, x"):
         reg.get("nope")
 
 
