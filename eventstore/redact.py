@@ -28,6 +28,14 @@ BUILTIN_PATTERNS: dict[str, str] = {
     "bearer": r"(?<=[Bb]earer )[A-Za-z0-9._~+/=\-]{12,}",
 }
 
+#: Literals at least one of which occurs in any match of a builtin pattern. ``str.__contains__``
+#: finds them all in a few microseconds, while the combined alternation costs about 0.5 ms per
+#: KB of text that holds no secret at all (most of it): skip the regex when none is present.
+_BUILTIN_HINTS = (
+    "-----BEGIN ", "sk-", "AKIA", "ASIA", "ghp_", "gho_", "ghu_", "ghs_", "ghr_", "github_pat_",
+    "glpat-", "xox", "AIza", "k_live_", "k_test_", "eyJ", "earer ",
+)
+
 #: ``scheme://user:password@host`` keeps the user, hides the password.
 #: Quantifiers are bounded or possessive on purpose: an unbounded ``*`` before a literal made
 #: these quadratic-to-cubic on long runs such as ``x-x-x-...`` (15 s for 9 KB).
@@ -38,13 +46,18 @@ _ASSIGNMENT = re.compile(
     r"auth[_-]?token|token)[A-Za-z0-9_\-]{0,64}+)(?P<sep>\s*[=:]\s*[\"']?)(?P<val>[^\s\"',;&]{6,})"
 )
 #: Cheap pre-check: most text has none of the keywords, so skip ``_ASSIGNMENT`` entirely.
-_ASSIGNMENT_HINT = re.compile(r"(?i)passw|secret|key|token")
+_ASSIGNMENT_KEYWORDS = ("passw", "secret", "key", "token")
 #: Object keys whose whole value is secret.
 _SECRET_KEY = re.compile(
     r"(?i)^(?:.*(?:password|passwd|secret|api[_-]?key|access[_-]?key|private[_-]?key|"
     r"auth[_-]?token|session[_-]?token|refresh[_-]?token|client[_-]?secret)|authorization|"
     r"x-api-key|token)$"
 )
+
+
+def extra_patterns_given(patterns: dict[str, str]) -> bool:
+    """Custom patterns have no known literals, so they always run the full regex."""
+    return len(patterns) != len(BUILTIN_PATTERNS)
 
 
 def mask(kind: str) -> str:
@@ -63,6 +76,9 @@ class Redactor:
             except re.error as exc:
                 raise ConfigError(f"redact.patterns[{i}]: invalid regular expression {pat!r}: {exc}")
             patterns[f"custom-{i}"] = pat
+        self._hints: tuple[str, ...] | None = None if extra_patterns_given(patterns) else (
+            _BUILTIN_HINTS
+        )
         self._combined = re.compile(
             "|".join(f"(?P<{name.replace('-', '_')}>{pat})" for name, pat in patterns.items())
         )
@@ -70,10 +86,15 @@ class Redactor:
     def redact_text(self, text: str) -> str:
         if not self.enabled or not text:
             return text
-        out = self._combined.sub(lambda m: mask((m.lastgroup or "secret").replace("_", "-")), text)
+        if self._hints is not None and not any(h in text for h in self._hints):
+            out = text
+        else:
+            out = self._combined.sub(
+                lambda m: mask((m.lastgroup or "secret").replace("_", "-")), text)
         if "://" in out:
             out = _URL_PASSWORD.sub(lambda m: m.group("pre") + mask("password"), out)
-        if not _ASSIGNMENT_HINT.search(out):
+        folded = out.casefold()  # casefold, not lower: (?i) also matches "ſ" and "K"
+        if not any(k in folded for k in _ASSIGNMENT_KEYWORDS):
             return out
         return _ASSIGNMENT.sub(
             lambda m: m.group(0) if m.group("val").startswith("[REDACTED")
