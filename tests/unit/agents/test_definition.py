@@ -239,7 +239,8 @@ def test_identity_comes_from_name_and_duplicates_in_one_scope(tmp_path: Path) ->
     write(root / ".claude/agents/a-file.md", "same")
     write(root / ".claude/agents/b-file.md", "same")
     reg = load_agents(root, tmp_path / "h")
-    assert reg.get("same").source is not None and reg.get("same").source.name == "a-file.md"
+    source = reg.get("same").source
+    assert source is not None and source.name == "a-file.md"
     assert any("duplicate name 'same'" in p.message for p in reg.problems())
 
 

