@@ -92,8 +92,9 @@ def test_query_paging_cursor_on_stderr(tmp_path: Path) -> None:
 
 def test_tail_sees_events_from_another_process(tmp_path: Path) -> None:
     assert run(tmp_path, "events", "append", "--stream", "s", "--type", "a.b").returncode == 0
-    tail = subprocess.Popen([ORCHESTRAIL, "events", "tail", "--count", "2", "--json",
-                             "--type", "x.*"], cwd=tmp_path, stdout=subprocess.PIPE, text=True)
+    tail = subprocess.Popen([ORCHESTRAIL, "events", "tail", "--after", "1", "--count", "2",
+                             "--json", "--type", "x.*"], cwd=tmp_path, stdout=subprocess.PIPE,
+                            text=True)
     try:
         for t in ("x.one", "y.skip", "x.two"):
             assert run(tmp_path, "events", "append", "--stream", "s", "--type", t).returncode == 0
