@@ -1,0 +1,65 @@
+"""The redactor's fast path (skip the walk when no rule can fire) changes no result.
+
+``Redactor.redact`` first dumps the value to JSON and looks for the literals every rule
+needs; these tests compare it with the full walk on values that do and do not hold
+secrets, in every position a secret can hide (values, keys, lists, nesting, odd case).
+"""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from eventstore.redact import Redactor
+
+SECRETS = (
+    "sk-ant-" + "a" * 30, "sk-proj-" + "b" * 30, "AKIA" + "A" * 16, "ghp_" + "c" * 36,
+    "glpat-" + "d" * 22, "xoxb-" + "1" * 12, "AIza" + "e" * 35, "sk_live_" + "f" * 20,
+    "eyJ" + "g" * 10 + ".eyJ" + "h" * 10 + "." + "i" * 10, "Bearer " + "j" * 20,
+    "postgres://u:pw123@host/db", "password=hunter22", "API_KEY: abcdefgh", "ſecret=abcdefgh",
+    "-----BEGIN RSA PRIVATE KEY-----\nabc\n-----END RSA PRIVATE KEY-----",
+)
+SECRET_KEYS = ("password", "Authorization", "x-api-key", "client_secret", "TOKEN", "my_api_key")
+PLAIN = ("pytest -q tests/unit", "/work/repo", "the build passed", "call-7", "tool.completed")
+
+
+def _value(rng: random.Random, depth: int = 0) -> object:
+    kind = rng.random()
+    if depth < 3 and kind < 0.3:
+        return {rng.choice(PLAIN + SECRET_KEYS[:1] * (rng.random() < 0.1)): _value(rng, depth + 1)
+                for _ in range(rng.randint(0, 4))}
+    if depth < 3 and kind < 0.45:
+        return [_value(rng, depth + 1) for _ in range(rng.randint(0, 3))]
+    if kind < 0.55:
+        return rng.choice((1, 2.5, None, True))
+    if rng.random() < 0.15:
+        return rng.choice(PLAIN) + " " + rng.choice(SECRETS) + " " + rng.choice(PLAIN)
+    return rng.choice(PLAIN)
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_fast_path_agrees_with_full_walk(seed: int) -> None:
+    rng = random.Random(seed)
+    r = Redactor()
+    for _ in range(200):
+        value = {"data": _value(rng)}
+        if rng.random() < 0.1:
+            value[rng.choice(SECRET_KEYS)] = "s3cr3t-value"
+        assert r.redact(value) == r._walk(value, None)
+
+
+def test_every_secret_kind_still_redacted_through_the_fast_path() -> None:
+    r = Redactor()
+    for secret in SECRETS:
+        out = r.redact({"output": f"x {secret} y"})
+        assert secret not in out["output"], secret
+    for key in SECRET_KEYS:
+        assert r.redact({key: "value"}) == {key: "[REDACTED:secret]"}, key
+
+
+def test_plain_payload_is_returned_unchanged_and_custom_patterns_still_apply() -> None:
+    value = {"tool": "Bash", "input": {"command": "pytest -q"}, "output": "ok " * 300}
+    assert Redactor().redact(value) is value
+    custom = Redactor([r"internal-\d{4}"])
+    assert custom.redact({"o": "see internal-1234"}) == {"o": "see [REDACTED:custom-0]"}
