@@ -87,9 +87,11 @@ _INSERT = (
     f"INSERT INTO {EVENTS_TABLE} ({_COLUMNS}) "
     "SELECT %(pos)s + u.n, u.id, %(stream)s, %(ver)s + u.n, u.type, u.actor, u.corr, u.caus, "
     "u.occ, %(rec)s, u.data, u.meta, u.prev, u.hash "
-    "FROM unnest(%(ids)s::text[], %(types)s::text[], %(actors)s::text[], %(corrs)s::text[], "
-    "%(causes)s::text[], %(occs)s::timestamptz[], %(datas)s::text[], %(metas)s::text[], "
-    "%(prevs)s::text[], %(hashes)s::text[]) "
+    # binary (%b) arrays: psycopg's text-array dumper escapes every element in Python,
+    # which cost more than the whole server-side insert for 1 KB payloads
+    "FROM unnest(%(ids)b::text[], %(types)b::text[], %(actors)b::text[], %(corrs)b::text[], "
+    "%(causes)b::text[], %(occs)b::timestamptz[], %(datas)b::text[], %(metas)b::text[], "
+    "%(prevs)b::text[], %(hashes)b::text[]) "
     "WITH ORDINALITY AS u(id, type, actor, corr, caus, occ, data, meta, prev, hash, n)"
 )
 _MOVE_HEAD = f"UPDATE {HEAD_TABLE} SET position = %s"
