@@ -38,7 +38,34 @@ _EXPORTS = {
     "load_config": "eventstore.config",
 }
 
-__all__ = sorted(_EXPORTS)
+__all__ = [
+    "ANY",
+    "EXISTS",
+    "NO_STREAM",
+    "AppendResult",
+    "Config",
+    "ConfigError",
+    "DuplicateEventId",
+    "EventStore",
+    "InvalidEvent",
+    "NewEvent",
+    "Page",
+    "Query",
+    "RecordedEvent",
+    "Redactor",
+    "RetentionPolicy",
+    "RetentionReport",
+    "StoreCorrupted",
+    "StoreError",
+    "StoreUnavailable",
+    "StreamInfo",
+    "StreamState",
+    "UnsupportedOperation",
+    "VerifyReport",
+    "WrongExpectedVersion",
+    "load_config",
+    "open_store",
+]
 
 
 def __getattr__(name: str) -> Any:

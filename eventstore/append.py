@@ -125,10 +125,10 @@ def idempotent_result(
         )
     )
     if retry and first is not None:
-        if expected is NO_STREAM and first.version != 0:
-            retry = False
-        elif isinstance(expected, int) and expected != first.version - 1:
-            retry = False
+        stale = (expected is NO_STREAM and first.version != 0) or (
+            isinstance(expected, int) and expected != first.version - 1
+        )
+        retry = not stale
     if not retry or first is None:
         for e, f in zip(events, found, strict=True):
             if f is not None:

@@ -52,7 +52,9 @@ def _load_state(path: Path) -> int:
     except FileNotFoundError:
         return 0
     except (ValueError, KeyError, TypeError) as exc:
-        raise StoreError(f"{path}: unreadable copy state ({exc}); delete it to start over")
+        raise StoreError(
+            f"{path}: unreadable copy state ({exc}); delete it to start over"
+        ) from None
 
 
 def _save_state(path: Path, after: int) -> None:

@@ -16,7 +16,10 @@ from typing import Any
 from eventstore.errors import ConfigError
 
 BUILTIN_PATTERNS: dict[str, str] = {
-    "private-key": r"-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----[\s\S]*?(?:-----END [A-Z0-9 ]*PRIVATE KEY-----|\Z)",
+    "private-key": (
+        r"-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----[\s\S]*?"
+        r"(?:-----END [A-Z0-9 ]*PRIVATE KEY-----|\Z)"
+    ),
     "anthropic-key": r"sk-ant-[A-Za-z0-9_\-]{16,}",
     "openai-key": r"sk-(?:proj-|svcacct-|admin-)?[A-Za-z0-9_\-]{20,}",
     "aws-access-key": r"\b(?:AKIA|ASIA)[0-9A-Z]{16}\b",
@@ -78,7 +81,9 @@ class Redactor:
             try:
                 re.compile(pat)
             except re.error as exc:
-                raise ConfigError(f"redact.patterns[{i}]: invalid regular expression {pat!r}: {exc}")
+                raise ConfigError(
+                    f"redact.patterns[{i}]: invalid regular expression {pat!r}: {exc}"
+                ) from None
             patterns[f"custom-{i}"] = pat
         self._hints: tuple[str, ...] | None = None if extra_patterns_given(patterns) else (
             _BUILTIN_HINTS

@@ -98,8 +98,8 @@ async def verify_store(store: EventStore, *, max_problems: int = 100) -> VerifyR
         where = f"event {ev.id} ({ev.stream!r} v{ev.version}, position {ev.position})"
         if ev.position <= last_pos:
             bad("position-order", f"{where}: position does not rise after {last_pos}", ev)
-        elif store.gapless_positions and ev.position > last_pos + 1:
-            if not _covered(last_pos + 1, ev.position - 1, removed_ranges):
+        elif (store.gapless_positions and ev.position > last_pos + 1
+              and not _covered(last_pos + 1, ev.position - 1, removed_ranges)):
                 bad("position-gap",
                     f"positions {last_pos + 1}..{ev.position - 1} are missing before {where} "
                     "and no retention record accounts for them", ev)

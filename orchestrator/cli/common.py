@@ -8,7 +8,7 @@ import json
 import logging
 import os
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -74,7 +74,7 @@ def fail(message: str, code: int = 1) -> None:
     sys.exit(code)
 
 
-def run_async(fn: Callable[..., Awaitable[T]]) -> Callable[..., T | None]:
+def run_async(fn: Callable[..., Coroutine[Any, Any, T]]) -> Callable[..., T | None]:
     """Run an async command body; turn our errors into one-line messages and exit 1."""
 
     @functools.wraps(fn)
