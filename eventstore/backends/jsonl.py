@@ -322,7 +322,11 @@ class JsonlStore(EventStore):
         segment and rescans those whose size or mtime moved without the index.
         """
         w = self._wi
-        recs = w.segments()
+        if not full:
+            last_rec = w.last_segment()
+            recs = {} if last_rec is None else {last_rec.seq: last_rec}
+        else:
+            recs = w.segments()
         if full or not recs:
             disk = self._disk_segments()
             gone = sorted(set(recs) - set(disk))
@@ -339,6 +343,8 @@ class JsonlStore(EventStore):
             while self._seg_path(nxt).exists():
                 disk.append(nxt)
                 nxt += 1
+            if len(disk) == 1 and self._unchanged(recs[last]):
+                return  # the common case: no transaction at all
         if not disk:
             return
         w.begin()
@@ -354,6 +360,13 @@ class JsonlStore(EventStore):
             raise
         if changed:
             self._drop_writer()
+
+    def _unchanged(self, rec: SegmentRecord) -> bool:
+        try:
+            st = os.stat(self._seg_path(rec.seq))
+        except FileNotFoundError:
+            return False
+        return st.st_size == rec.size and st.st_mtime_ns == rec.mtime_ns
 
     def _rebuild(self, disk: list[int], why: str) -> None:
         w = self._wi
@@ -524,7 +537,7 @@ class JsonlStore(EventStore):
     def _write_group(self, items: Sequence[_Pending]) -> list[AppendResult | StoreError]:
         """Plan every queued append against the index, write them all, index them all."""
         w = self._wi
-        head = max(w.head(), self._max_position(w))
+        head = w.head()  # never below the highest position indexed (set_head on every insert)
         now = datetime.now(UTC)
         group = _Group()
         heads: dict[str, Head | None] = {}
@@ -594,7 +607,8 @@ class JsonlStore(EventStore):
     def _write_lines(self, group: _Group) -> None:
         w = self._wi
         data = b"".join(group.lines)
-        wr, size, lines = self._writer_for(w.last_segment(), len(data))
+        rec = w.last_segment()
+        wr, size, lines = self._writer_for(rec, len(data))
         path = self._seg_path(wr.seq)
         try:
             view = memoryview(data)
@@ -619,7 +633,6 @@ class JsonlStore(EventStore):
                 wr.seq, off, len(line), lines,
             ))
             off += len(line)
-        rec = w.last_segment()
         first = rec.first_pos if rec is not None and rec.seq == wr.seq else None
         if first is None:
             first = rows[0].position

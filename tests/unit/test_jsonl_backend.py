@@ -303,6 +303,23 @@ async def test_segment_edited_behind_the_index_is_rescanned(tmp_path: Path) -> N
         await s.close()
 
 
+async def test_open_reader_notices_lines_that_moved(tmp_path: Path) -> None:
+    """A segment rewritten behind an open store (as another process's retention does):
+    the read finds a line that is not the one the index expects, reconciles, reads again."""
+    root = tmp_path / "s"
+    s = await opened(root)
+    try:
+        await s.append("a", events(2))
+        await s.append("b", events(2))
+        lines = seg(root).read_bytes().splitlines(keepends=True)
+        seg(root).write_bytes(b"".join(lines[1:]))
+        assert await all_of(s) == [("a", 1, 2), ("b", 0, 3), ("b", 1, 4)]
+        r = await s.append("b", events(1), expected_version=1)
+        assert r.first_position == 5
+    finally:
+        await s.close()
+
+
 # ---- segments, fsync, retention ------------------------------------------------------------
 
 
