@@ -794,7 +794,7 @@ class JsonlStore(EventStore):
             for r in self._ri.streams(prefix)
         ]
 
-    async def _wait_for_append(self, after: int, timeout: float) -> None:  # noqa: ASYNC109
+    async def _wait_for_append(self, after: int, timeout: float) -> None:
         """Poll the index (cheap: one indexed max) until it moves past ``after``."""
         deadline = time.monotonic() + timeout
         while True:
