@@ -31,7 +31,15 @@ from typing import Any
 import aiosqlite
 
 from eventstore.append import Row
-from eventstore.backends.sqlite_query import expand_sql, page_sql, prefix_condition, type_prefixes
+from eventstore.backends.sqlite_query import (
+    NARROW,
+    expand_sql,
+    has_equality_driver,
+    page_sql,
+    prefix_condition,
+    probe_sql,
+    type_prefixes,
+)
 from eventstore.backends.sqlite_schema import (
     COLUMNS,
     Settings,
@@ -79,7 +87,7 @@ class SQLiteStore(EventStore):
         Raises ``StoreUnavailable`` (missing with ``create=False``, read-only, locked, not a
         SQLite file, a newer schema) or ``StoreCorrupted``, each naming the path.
         """
-        path = Path(os.path.abspath(path))  # noqa: ASYNC240 - no I/O: getcwd at most
+        path = Path(os.path.abspath(path))
         settings = Settings(path, dict(params or {}))
         writer = Writer(path, settings)
         try:
@@ -117,8 +125,10 @@ class SQLiteStore(EventStore):
         self._appended.set()
         self._appended = asyncio.Event()
 
-    async def _wait_for_append(self, after: int, timeout: float) -> None:  # noqa: ASYNC109
+    async def _wait_for_append(self, after: int, timeout: float) -> None:
         """Wake on a commit from this process at once; other processes' by polling."""
+        if self._committed > after:  # committed here after the caller's last look
+            return
         try:
             await asyncio.wait_for(self._appended.wait(), timeout)
         except TimeoutError:
@@ -137,7 +147,14 @@ class SQLiteStore(EventStore):
         if prefixes and query.correlation_id is None and query.stream is None:
             rows = await self._read_expanded(query, after, limit, prefixes)
         else:
-            sql, params = page_sql(query, after, limit)
+            narrow = None
+            if not has_equality_driver(query):
+                for kind, sql, params in probe_sql(query, after):
+                    found = await self._fetch(sql, params, "reading events")
+                    if found[0][0] <= NARROW:
+                        narrow = kind
+                        break
+            sql, params = page_sql(query, after, limit, narrow=narrow)
             rows = await self._fetch(sql, params, "reading events")
         return [self._decode(r) for r in rows]
 

@@ -16,8 +16,10 @@ its index with ``INDEXED BY``, so the plan never depends on statistics: a seek t
 ``(value, after)`` and an in-order walk that stops at ``limit``. Several values (two
 actors, ``tool.*`` expanded to the concrete types present) become one arm per value in a
 ``UNION ALL ... ORDER BY position``, which SQLite executes as a merge of already-ordered
-arms, so the first page still stops after ``limit`` rows. Without an equality filter the
-page walks the table in position order and filters as it goes.
+arms, so the first page still stops after ``limit`` rows. Without an equality filter, a
+time window or stream prefix that a capped count (``probe_sql``) finds narrow drives the
+page through its index; otherwise the page walks the table in position order and filters
+as it goes (fast exactly when matches are dense).
 """
 
 from __future__ import annotations
@@ -134,12 +136,70 @@ def filter_conditions(query: Query, skip: str | None = None) -> Conditions:
     return c
 
 
+#: A range filter matching at most this many events after the cursor drives the page
+#: through its index; more, and walking the table in position order finds a page sooner.
+NARROW = 5_000
+
+_RANGE_INDEX = {"time": ("events_occurred", "occurred_at"),
+                "prefix": ("events_stream_version", "stream")}
+
+
+def has_equality_driver(query: Query) -> bool:
+    types = query.types
+    return (
+        query.correlation_id is not None
+        or query.stream is not None
+        or bool(types is not None and "*" not in types)
+        or query.actors is not None
+    )
+
+
+def _range(query: Query, kind: str) -> tuple[str, list[Any]] | None:
+    if kind == "time" and (query.since is not None or query.until is not None):
+        parts, params = [], []
+        if query.since is not None:
+            parts.append("occurred_at >= ?")
+            params.append(format_ts(query.since))
+        if query.until is not None:
+            parts.append("occurred_at < ?")
+            params.append(format_ts(query.until))
+        return " AND ".join(parts), params
+    if kind == "prefix" and query.stream_prefix:
+        return prefix_condition("stream", query.stream_prefix)
+    return None
+
+
+def probe_sql(query: Query, after: int) -> list[tuple[str, str, list[Any]]]:
+    """Cheap counts (capped at ``NARROW + 1``) of the range filters' matches after the cursor.
+
+    A time window or stream prefix can match three events or three million; no statistics
+    say which, so the store counts, reading at most ``NARROW`` index entries, and picks
+    the plan (``page_sql(..., narrow=kind)``) from the answer. Any plan returns the same
+    rows, so the count needs no common snapshot with the page.
+    """
+    out = []
+    for kind in ("time", "prefix"):
+        found = _range(query, kind)
+        if found is None:
+            continue
+        cond, params = found
+        index = _RANGE_INDEX[kind][0]
+        out.append((kind, (
+            f"SELECT count(*) FROM (SELECT 1 FROM events INDEXED BY {index} "
+            f"WHERE {cond} AND position > ? LIMIT {NARROW + 1})"
+        ), [*params, after]))
+    return out
+
+
 def page_sql(query: Query, after: int, limit: int,
-             expanded_types: list[str] | None = None) -> tuple[str, list[Any]]:
+             expanded_types: list[str] | None = None,
+             narrow: str | None = None) -> tuple[str, list[Any]]:
     """SQL and parameters for one page: matching events with position > ``after``.
 
     ``expanded_types`` are the stored types under the query's ``prefix.*`` patterns
-    (from ``expand_sql``); None when the query has no such pattern.
+    (from ``expand_sql``); None when the query has no such pattern. ``narrow`` names a
+    range filter (``time`` or ``prefix``) that ``probe_sql`` found to match few events:
+    its index then drives the page.
     """
     if query.correlation_id is not None:
         return _arms(query, after, limit, "correlation_id", "events_correlation",
@@ -167,6 +227,16 @@ def page_sql(query: Query, after: int, limit: int,
         return _arms(query, after, limit, "actors", "events_actor", "actor",
                      sorted(set(query.actors)))
     rest = filter_conditions(query)
+    found = _range(query, narrow) if narrow else None
+    if found is not None:
+        assert narrow is not None
+        cond, params = found
+        sql = (
+            f"SELECT {COLUMNS} FROM events WHERE position IN ("
+            f"SELECT position FROM events INDEXED BY {_RANGE_INDEX[narrow][0]} "
+            f"WHERE {cond} AND position > ?) AND {rest.sql()} ORDER BY position LIMIT ?"
+        )
+        return sql, [*params, after, *rest.params, limit]
     sql = (
         f"SELECT {COLUMNS} FROM events WHERE position > ? AND {rest.sql()} "
         "ORDER BY position LIMIT ?"
