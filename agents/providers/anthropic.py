@@ -33,6 +33,8 @@ DEFAULT_BASE_URL = "https://api.anthropic.com"
 def _clean(block: Block) -> Block:
     """Drop our private annotations (``_invalid_input`` ...) that the API would reject."""
     out = {k: v for k, v in block.items() if not k.startswith("_")}
+    if out.get("type") == "tool_use" and not isinstance(out.get("input"), dict):
+        out["input"] = {}  # a malformed call from another provider (see providers.openai)
     if out.get("type") == "tool_result" and isinstance(out.get("content"), list):
         out["content"] = [_clean(b) for b in out["content"]]
     return out

@@ -21,11 +21,14 @@ assistant ``thinking`` blocks               dropped (no equivalent)
 
 Malformed tool calls. Models behind compatible servers do emit arguments that are not
 JSON, or JSON that is not an object. That is the model's mistake, not a provider failure,
-so it must reach the loop as data: the ``tool_use`` block gets ``input: {}`` and an
-``_invalid_input`` marker ``{"raw": <the arguments text>, "error": <why>}``. The loop must
-not run such a call; it answers with an ``is_error`` tool_result quoting the error, so the
-model can correct itself. The marker is stripped again when the block is sent back
-(``arguments`` then carries the raw text, so the model sees what it wrote).
+so it reaches the loop as data: the ``tool_use`` block keeps the raw arguments text as its
+``input`` (a string, where a good call has an object) and gets an ``_invalid_input``
+marker ``{"raw": <the text>, "error": <why>}``. The loop (``agents.loop``) treats a string
+input as unparsed JSON: it does not run the tool, records a ``tool.completed`` with
+``is_error`` and ``error_kind`` ``invalid_json``/``invalid_input``, and answers the model
+with an ``is_error`` tool_result so it can correct itself. Sent back to a model, the block
+carries its raw text again as ``arguments`` (openai) or ``input: {}`` (anthropic, which
+requires an object); private ``_`` keys are never sent.
 
 Configuration (``providers.openai``): ``base_url`` (else ``OPENAI_BASE_URL``; Ollama is
 ``http://localhost:11434/v1``), ``api_key_env`` (default ``OPENAI_API_KEY``; local servers
@@ -87,7 +90,10 @@ def _arguments(block: Block) -> str:
     marker = block.get(INVALID)
     if isinstance(marker, dict) and "raw" in marker:
         return str(marker["raw"])
-    return json.dumps(block.get("input") or {}, ensure_ascii=False)
+    value = block.get("input")
+    if isinstance(value, str):
+        return value
+    return json.dumps(value or {}, ensure_ascii=False)
 
 
 def to_chat_messages(request: ModelRequest) -> list[dict[str, Any]]:
@@ -146,6 +152,7 @@ def tool_use_block(call_id: str | None, name: str | None, arguments: str | None,
             else:
                 problem = f"arguments must be a JSON object, got {type(parsed).__name__}"
     if problem:
+        block["input"] = raw
         block[INVALID] = {"raw": raw, "error": problem}
     return block
 

@@ -96,13 +96,14 @@ async def test_anthropic_cache_usage_and_private_keys_stripped() -> None:
         p = AnthropicProvider(base_url=api.url, api_key="sk-test-000000000000")
         msgs = [Message(role="user", content=[{"type": "text", "text": "x"}]),
                 Message(role="assistant", content=[{
-                    "type": "tool_use", "id": "t1", "name": "Read", "input": {},
+                    "type": "tool_use", "id": "t1", "name": "Read", "input": "{bad",
                     INVALID: {"raw": "{bad", "error": "x"}}]),
                 Message(role="user", content=[{"type": "tool_result", "tool_use_id": "t1",
                                                "content": "bad input", "is_error": True}])]
         await p.complete(_request().model_copy(update={"messages": msgs}))
         await p.aclose()
-    assert INVALID not in script.requests[0]["messages"][1]["content"][0]
+    assert script.requests[0]["messages"][1]["content"][0] == {
+        "type": "tool_use", "id": "t1", "name": "Read", "input": {}}
 
 
 @pytest.mark.parametrize(("status", "transient"), [(429, True), (500, True), (529, True),
@@ -227,7 +228,7 @@ async def test_openai_malformed_tool_arguments_are_marked_not_raised(
         block = out.content[0]
         assert out.stop_reason == "tool_use"
         assert block["type"] == "tool_use" and block["id"] == "call_bad"
-        assert block["input"] == {}
+        assert block["input"] == args  # the raw text: the loop reports it as a tool error
         assert block[INVALID]["raw"] == args and why in block[INVALID]["error"]
         # The loop answers with an error result; the model sees its own raw arguments back.
         follow = [Message(role="user", content=[{"type": "text", "text": "go"}]),
