@@ -112,6 +112,9 @@ class Writer:
         self._conn: sqlite3.Connection | None = None
         self._queue: list[AppendJob] = []
         self._flusher: asyncio.Task[None] | None = None
+        #: Write transactions committed and appends they carried (group commit at work).
+        self.transactions = 0
+        self.appends = 0
         #: Called on the event loop after each commit with the highest new position.
         self.on_commit: Callable[[int], None] | None = None
 
@@ -205,6 +208,8 @@ class Writer:
             if isinstance(exc, sqlite3.Error):
                 raise describe_error(exc, self.path, "appending", self.settings) from None
             raise
+        self.transactions += 1
+        self.appends += len(group)
         return outcomes
 
     async def close(self) -> None:
