@@ -47,6 +47,42 @@ def minimal_env(workspace: str, session_id: str = "",
     return env
 
 
+def _exit_future(proc: asyncio.subprocess.Process) -> asyncio.Future[None]:
+    """Resolves when the process exits, even while something still holds its stdout.
+
+    ``Process.wait()`` waits for the pipes to close as well, so a background child that
+    keeps stdout open (``sleep 1000 &``) would make it block until the timeout. A pidfd
+    becomes readable at exit without reaping (asyncio's child watcher still reaps); where
+    pidfds do not exist we fall back to ``wait()``.
+    """
+    loop = asyncio.get_running_loop()
+    fut: asyncio.Future[None] = loop.create_future()
+    try:
+        pidfd = os.pidfd_open(proc.pid)
+    except (AttributeError, OSError):
+        waiter = asyncio.ensure_future(proc.wait())
+
+        def done(_: object) -> None:
+            if not fut.done():
+                fut.set_result(None)
+
+        waiter.add_done_callback(done)
+        fut.add_done_callback(lambda _: waiter.cancel())
+        return fut
+
+    def ready() -> None:
+        if not fut.done():
+            fut.set_result(None)
+
+    def cleanup(_: object) -> None:
+        loop.remove_reader(pidfd)
+        os.close(pidfd)
+
+    loop.add_reader(pidfd, ready)
+    fut.add_done_callback(cleanup)
+    return fut
+
+
 def _kill_group(pgid: int) -> None:
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pgid, signal.SIGKILL)
@@ -108,15 +144,17 @@ class Bash(Tool):
                     kept.extend(chunk[:cap_bytes - len(kept)])
 
         reader = asyncio.create_task(pump())
+        exited = _exit_future(proc)
         timed_out = False
         try:
             try:
-                await asyncio.wait_for(proc.wait(), timeout)
+                await asyncio.wait_for(asyncio.shield(exited), timeout)
             except TimeoutError:
                 timed_out = True
-                _kill_group(pgid)
-                await proc.wait()
-            _kill_group(pgid)  # background leftovers of a finished command
+            _kill_group(pgid)  # the timed-out command, or background leftovers of a done one
+            # reap (asyncio's wait() also waits for the pipe; an escaped process may hold it)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(proc.wait()), DRAIN_SECONDS)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(asyncio.shield(reader), DRAIN_SECONDS)
         except BaseException:
@@ -125,6 +163,7 @@ class Bash(Tool):
                 await asyncio.wait_for(proc.wait(), 2.0)  # reap it; close the transport
             raise
         finally:
+            exited.cancel()
             if not reader.done():
                 reader.cancel()
                 with contextlib.suppress(BaseException):
@@ -136,7 +175,7 @@ class Bash(Tool):
         if truncated:
             text += (f"\n[output truncated: {total} bytes in all, only the first "
                      f"{ctx.output_cap} characters are shown]")
-        code = proc.returncode
+        code = proc.returncode if proc.returncode is not None else (-9 if timed_out else None)
         if timed_out:
             text += (f"\n[command timed out after {timeout:g} s; its process group was "
                      "killed]")
