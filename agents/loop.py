@@ -256,9 +256,10 @@ class AgentSession:
                     causation_id: str | None | object = _SESSION) -> str:
         from eventstore.model import NewEvent
 
+        cause = self.causation_id if causation_id is _SESSION else causation_id
         ev = NewEvent(type=type_, data=data, actor=self.actor, correlation_id=self.run_id,
-                      causation_id=self.causation_id if causation_id is _SESSION
-                      else causation_id, id=event_id or _new_id())
+                      causation_id=cause if isinstance(cause, str) else None,
+                      id=event_id or _new_id())
         await self.store.append(self.stream, [ev])
         if self.on_progress is not None:
             self.on_progress(type_, data)

@@ -218,3 +218,8 @@ def check(name: str, tool: str, arg: str | None, root: Path | None, input_json: 
         for part in decision.parts:
             click.echo(f"  - {part.behavior}: {part.subject}: {part.reason}")
     sys.exit({"allow": 0, "deny": 1, "ask": 2}[decision.behavior])
+
+
+from orchestrator.cli.agents_run import run as _run  # noqa: E402 - the runtime engineer's command
+
+agents.add_command(_run)
