@@ -250,20 +250,32 @@ class AgentSession:
         self.denials = 0
         self.final_text = ""
         self._t0 = 0.0
+        self._pending: list[Any] = []
 
     # -- plumbing ------------------------------------------------------------------------
     async def _emit(self, type_: str, data: dict[str, Any], *, event_id: str | None = None,
-                    causation_id: str | None | object = _SESSION) -> str:
+                    causation_id: str | object | None = _SESSION, flush: bool = True) -> str:
+        """Record one event. ``flush=False`` queues it to go out with the next append, which
+        always happens before the next action starts (model call, tool run, approval,
+        backoff sleep, the end of the session): what is durable is never behind what has
+        begun. Grouping saves store round trips without batching anything to the end."""
         from eventstore.model import NewEvent
 
         cause = self.causation_id if causation_id is _SESSION else causation_id
         ev = NewEvent(type=type_, data=data, actor=self.actor, correlation_id=self.run_id,
                       causation_id=cause if isinstance(cause, str) else None,
                       id=event_id or _new_id())
-        await self.store.append(self.stream, [ev])
+        self._pending.append(ev)
+        if flush:
+            await self._flush()
         if self.on_progress is not None:
             self.on_progress(type_, data)
         return ev.id
+
+    async def _flush(self) -> None:
+        if self._pending:
+            batch, self._pending = self._pending, []
+            await self.store.append(self.stream, batch)
 
     def _time_left(self) -> float | None:
         if self.budgets.max_wall_seconds is None:
@@ -399,9 +411,12 @@ class AgentSession:
 
     # -- model calls with retries ------------------------------------------------------
     async def _call_model(self) -> ModelResponse:
-        request = ModelRequest(model=self.model, system=self.system, messages=self.messages,
-                               tools=self.specs, max_tokens=self.max_tokens,
-                               temperature=self.temperature, params=self.params)
+        # model_construct: every part is already validated; re-validating the growing
+        # history each turn would make the loop quadratic in the number of turns.
+        request = ModelRequest.model_construct(
+            model=self.model, system=self.system, messages=list(self.messages),
+            tools=self.specs, max_tokens=self.max_tokens, temperature=self.temperature,
+            params=self.params)
         params: dict[str, Any] = {"max_tokens": self.max_tokens, **self.params}
         if self.temperature is not None:
             params["temperature"] = self.temperature
@@ -417,7 +432,7 @@ class AgentSession:
                 "tools": [s.name for s in self.specs]}
             if self.record_prompts:
                 called["request"] = request.model_dump(mode="json")
-            await self._emit("model.called", called)
+            await self._emit("model.called", called)  # flushed: durable before the call
             t0 = time.monotonic()
             left = self._time_left()
             try:
@@ -486,7 +501,7 @@ class AgentSession:
             "response_id": response.response_id, "content": response.content,
             "stop_reason": response.stop_reason, "usage": u.model_dump(),
             "latency_ms": round(latency_ms, 3), "cost_usd": cost,
-            "request_fingerprint": self.chain.fingerprint})
+            "request_fingerprint": self.chain.fingerprint}, flush=False)
         return response
 
     # -- tool calls ----------------------------------------------------------------------
@@ -496,7 +511,7 @@ class AgentSession:
         name = block.get("name")
         raw_input = block.get("input")
         await self._emit("tool.requested", {"turn": self.turns, "tool_use_id": use_id,
-                                            "tool": name, "input": raw_input})
+                                            "tool": name, "input": raw_input}, flush=False)
         if not isinstance(name, str) or not name:
             return await self._tool_error(use_id, str(name), "malformed_call",
                                           "the tool call has no tool name")
@@ -560,7 +575,7 @@ class AgentSession:
         await self._emit("tool.denied", {"turn": self.turns, "tool_use_id": use_id,
                                          "tool": tool, "rule": decision.rule,
                                          "reason": decision.reason,
-                                         "decision": decision.to_dict()})
+                                         "decision": decision.to_dict()}, flush=False)
         return {"type": "tool_result", "tool_use_id": use_id, "is_error": True,
                 "content": f"Permission denied: {decision.reason}"}
 
@@ -570,11 +585,13 @@ class AgentSession:
             "turn": self.turns, "tool_use_id": use_id, "tool": tool, "is_error": True,
             "error_kind": kind, "output": message,
             "output_sha256": hashlib.sha256(message.encode()).hexdigest(),
-            "output_chars": len(message), "exit_code": None, "duration_ms": 0.0, "files": []})
+            "output_chars": len(message), "exit_code": None, "duration_ms": 0.0, "files": []},
+            flush=False)
         return {"type": "tool_result", "tool_use_id": use_id, "is_error": True,
                 "content": message}
 
     async def _execute(self, use_id: str, tool: Tool, data: dict[str, Any]) -> dict[str, Any]:
+        await self._flush()  # tool.requested is durable before the tool runs
         t0 = time.monotonic()
         kind: str | None = None
         left = self._time_left()
@@ -616,7 +633,7 @@ class AgentSession:
             "files": [f.to_dict() for f in result.files]}
         if kind:
             data["error_kind"] = kind
-        await self._emit("tool.completed", data)
+        await self._emit("tool.completed", data, flush=False)
 
 
 async def run_agent(definition: AgentDefinition, prompt: str, **kwargs: Any) -> SessionResult:
