@@ -5,6 +5,7 @@ effect outside the workspace)."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import time
 from pathlib import Path
@@ -117,7 +118,7 @@ async def test_hostile_bash_is_denied(ws: Path, command: str) -> None:
                          ids=[f"{t}-{d.get('file_path', d.get('path', d.get('pattern')))}"
                               for t, d in DENIED_FILES])
 async def test_hostile_file_calls_are_denied(ws: Path, tool: str, data: dict[str, Any]) -> None:
-    result, events = await run_script(one_call(tool, data), ws)
+    _result, events = await run_script(one_call(tool, data), ws)
     denied = of_type(events, "tool.denied")
     assert len(denied) == 1 and "outside" in denied[0].data["reason"] + str(
         denied[0].data["decision"]), [e.data for e in events]
@@ -142,7 +143,7 @@ def _running(marker: str) -> bool:
 
 async def test_never_ending_command_is_killed(ws: Path) -> None:
     t0 = time.monotonic()
-    result, events = await run_script(
+    _result, events = await run_script(
         one_call("Bash", {"command": "sleep 1000.125", "timeout": 400}), ws)
     done = of_type(events, "tool.completed")[0].data
     assert done["timed_out"] and done["is_error"] and time.monotonic() - t0 < 10
@@ -150,16 +151,16 @@ async def test_never_ending_command_is_killed(ws: Path) -> None:
 
 
 async def test_background_trick_is_reaped(ws: Path) -> None:
-    result, events = await run_script(
+    _result, events = await run_script(
         one_call("Bash", {"command": "nohup sleep 1000.375 &"}), ws)
     done = of_type(events, "tool.completed")[0].data
     assert done["exit_code"] == 0
-    time.sleep(0.1)
+    await asyncio.sleep(0.1)
     assert not _running("1000.375")
 
 
 async def test_oversized_output_is_capped(ws: Path) -> None:
-    result, events = await run_script(one_call("Bash", {"command": "seq 1 500000"}), ws,
+    _result, events = await run_script(one_call("Bash", {"command": "seq 1 500000"}), ws,
                                       output_cap=5000, event_output_cap=1000)
     done = of_type(events, "tool.completed")[0].data
     assert done["truncated"] and done["output_chars"] < 5200
@@ -167,7 +168,7 @@ async def test_oversized_output_is_capped(ws: Path) -> None:
 
 
 async def test_endless_output_is_capped_and_killed(ws: Path) -> None:
-    result, events = await run_script(one_call("Bash", {"command": "yes", "timeout": 300}),
+    _result, events = await run_script(one_call("Bash", {"command": "yes", "timeout": 300}),
                                       ws, output_cap=2000)
     done = of_type(events, "tool.completed")[0].data
     assert done["timed_out"] and done["truncated"] and done["output_chars"] < 2300

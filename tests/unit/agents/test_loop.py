@@ -265,14 +265,14 @@ async def test_ask_goes_to_approver_with_events(ws: Path, tmp_path: Path) -> Non
 
 
 async def test_no_approver_means_deny(ws: Path) -> None:
-    result, events = await run_script(one_call("Write", {"file_path": "x", "content": "y"}),
+    _result, events = await run_script(one_call("Write", {"file_path": "x", "content": "y"}),
                                       ws, defn=definition(mode="default"))
     denied = of_type(events, "tool.denied")[0].data
     assert "no approver" in denied["reason"] and not (ws / "x").exists()
 
 
 async def test_tool_not_in_definition_is_denied(ws: Path) -> None:
-    result, events = await run_script(one_call("Write", {"file_path": "x", "content": "y"}),
+    _result, events = await run_script(one_call("Write", {"file_path": "x", "content": "y"}),
                                       ws, defn=definition(tools="Read"))
     denied = of_type(events, "tool.denied")[0].data
     assert "not in the agent's tools" in denied["reason"]

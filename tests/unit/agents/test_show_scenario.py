@@ -70,8 +70,8 @@ def test_show_scenario(tmp_path: Path) -> None:
         assert e.correlation_id == "run-show"  # type: ignore[attr-defined]
     versions = [e.version for e in events]  # type: ignore[attr-defined]
     assert versions == list(range(len(events)))
-    tests_run = [e for e in events if e.type == "tool.completed"  # type: ignore[attr-defined]
-                 and e.data["tool"] == "Bash"][0]  # type: ignore[attr-defined]
+    tests_run = next(e for e in events if e.type == "tool.completed"  # type: ignore[attr-defined]
+                 and e.data["tool"] == "Bash")  # type: ignore[attr-defined]
     assert tests_run.data["exit_code"] == 0 and "2 passed" in tests_run.data["output"]  # type: ignore[attr-defined]
     edits = [e for e in events if e.type == "tool.completed"  # type: ignore[attr-defined]
              and e.data["files"]]  # type: ignore[attr-defined]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import os
 import time
@@ -231,7 +232,7 @@ async def test_bash_background_leftovers_are_killed(ctx: ToolContext) -> None:
     r = await Bash().run({"command": f"nohup sleep {marker} >/dev/null 2>&1 & echo started"},
                          ctx)
     assert r.exit_code == 0 and "started" in r.output and time.monotonic() - t0 < 5
-    time.sleep(0.1)
+    await asyncio.sleep(0.1)
     assert not _running(marker)
 
 
