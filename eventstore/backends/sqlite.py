@@ -77,6 +77,8 @@ class SQLiteStore(EventStore):
         self._reader = reader
         self._committed = 0
         self._appended = asyncio.Event()
+        #: One explicit read transaction at a time on the shared reader connection.
+        self._snapshot = asyncio.Lock()
         writer.on_commit = self._note_commit
 
     @classmethod
@@ -167,16 +169,18 @@ class SQLiteStore(EventStore):
         and a subscriber's cursor would jump over it.
         """
         try:
-            await self._reader.execute("BEGIN")
-            try:
-                expanded: list[str] = []
-                for prefix in prefixes:
-                    sql, params = expand_sql(prefix)
-                    expanded += [r[0] for r in await self._reader.execute_fetchall(sql, params)]
-                sql, params = page_sql(query, after, limit, expanded)
-                return list(await self._reader.execute_fetchall(sql, params))
-            finally:
-                await self._reader.execute("COMMIT")
+            async with self._snapshot:
+                await self._reader.execute("BEGIN")
+                try:
+                    expanded: list[str] = []
+                    for prefix in prefixes:
+                        sql, params = expand_sql(prefix)
+                        found = await self._reader.execute_fetchall(sql, params)
+                        expanded += [r[0] for r in found]
+                    sql, params = page_sql(query, after, limit, expanded)
+                    return list(await self._reader.execute_fetchall(sql, params))
+                finally:
+                    await self._reader.execute("COMMIT")
         except sqlite3.Error as exc:
             raise describe_error(exc, self.path, "reading events", self.settings) from None
 

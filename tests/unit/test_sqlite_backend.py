@@ -375,3 +375,15 @@ async def test_like_metacharacters_are_literal(store: SQLiteStore) -> None:
                          ("A", ["A_b"]), ("", ["a_b", "axb", "aXb-1", "A_b", "a.b"])):
         got = [e.stream async for e in store.read(Query(stream_prefix=prefix))]
         assert got == want, prefix
+
+
+async def test_concurrent_prefix_queries_share_the_reader_safely(store: SQLiteStore) -> None:
+    for i in range(30):
+        await store.append(f"s-{i % 3}", [ev(f"t.k{i % 4}"), ev("u.x")])
+    want = [e.id async for e in store.read() if e.type.startswith("t.")]
+    pages = await asyncio.gather(*(store.read_page(Query(types=("t.*",)), limit=1000)
+                                   for _ in range(12)),
+                                 *(store.read_page(Query(actors=("orchestrator",)))
+                                   for _ in range(4)))
+    for page in pages[:12]:
+        assert [e.id for e in page.events] == want
