@@ -24,7 +24,6 @@ from eventstore.append import Row
 from eventstore.backends.sqlite_schema import INSERT_SQL, SCHEMA, statements
 from eventstore.model import NewEvent
 
-
 # ---- eventsourcing --------------------------------------------------------------------------
 
 
@@ -66,7 +65,7 @@ class EventsourcingSQLite:
         transcoder.register(UUIDAsHex())
         transcoder.register(DecimalAsStr())
         transcoder.register(DatetimeAsISO())
-        self.mapper = Mapper(transcoder=transcoder)
+        self.mapper: Any = Mapper(transcoder=transcoder)
         self.datastore = SQLiteDatastore(db_name=str(path), pool_size=10)
         self.recorder = SQLiteApplicationRecorder(self.datastore)
         self.recorder.create_table()

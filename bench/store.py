@@ -23,7 +23,6 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -73,57 +72,48 @@ def table(title: str, header: list[str], rows: list[list[str]]) -> None:
 
 
 async def bench_batched(tmp: Path, rounds: int) -> dict[str, float | None]:
-    """Median seconds per append of 100 x ~1 KB events, per contender."""
-    out: dict[str, float | None] = {}
+    """Median seconds per append of 100 x ~1 KB events, per contender.
+
+    Contenders take turns, one append each per round, so a load swing on a shared
+    machine hits all of them alike instead of whichever happened to run then.
+    """
     work = batches(1, rounds + 3, 100)
-
-    async def time_store(url: str) -> float:
-        store = await ours(url)
-        try:
-            samples = []
-            for i, b in enumerate(work):
-                t = time.perf_counter()
-                await store.append(f"run-{i}", b)
-                samples.append(time.perf_counter() - t)
-            return statistics.median(samples[3:])
-        finally:
-            await store.close()
-
-    out["sqlite"] = await time_store(f"sqlite:///{tmp}/a-ours.db")
-    out["jsonl"] = await time_store(f"file:///{tmp}/a-jsonl") if jsonl_available() else None
-
+    stores: dict[str, EventStore] = {"sqlite": await ours(f"sqlite:///{tmp}/a-ours.db")}
+    if jsonl_available():
+        stores["jsonl"] = await ours(f"file:///{tmp}/a-jsonl")
     es = EventsourcingSQLite(tmp / "a-es.db")
-    out["es_synchronous"] = None
     domain = [es.domain_events(b) for b in work]
-    samples = []
-    for d in domain:
-        t = time.perf_counter()
-        es.insert(d)
-        samples.append(time.perf_counter() - t)
-    out["eventsourcing"] = statistics.median(samples[3:])
-    es_sync = es.synchronous()
-    es.close()
-
     raw = RawSQLite(tmp / "a-raw.db")
     params = [RawSQLite.params(rows_for(f"run-{i}", b)) for i, b in enumerate(work)]
-    samples = []
-    for p in params:
-        t = time.perf_counter()
-        raw.insert(p)
-        samples.append(time.perf_counter() - t)
-    out["raw_sqlite"] = statistics.median(samples[3:])
-    raw.close()
-
     raw_file = RawFile(tmp / "a-raw.jsonl")
     blobs = [RawFile.lines(rows_for(f"run-{i}", b), 1 + i * 100) for i, b in enumerate(work)]
-    samples = []
-    for blob in blobs:
-        t = time.perf_counter()
-        raw_file.write(blob)
-        samples.append(time.perf_counter() - t)
-    out["raw_file"] = statistics.median(samples[3:])
-    raw_file.close()
-    print(f"  (eventsourcing connection: synchronous={es_sync}; ours and raw sqlite3: full)")
+    samples: dict[str, list[float]] = {k: [] for k in
+                                       [*stores, "eventsourcing", "raw_sqlite", "raw_file"]}
+    try:
+        for i, b in enumerate(work):
+            for name, store in stores.items():
+                t = time.perf_counter()
+                await store.append(f"run-{i}", b)
+                samples[name].append(time.perf_counter() - t)
+            t = time.perf_counter()
+            es.insert(domain[i])
+            samples["eventsourcing"].append(time.perf_counter() - t)
+            t = time.perf_counter()
+            raw.insert(params[i])
+            samples["raw_sqlite"].append(time.perf_counter() - t)
+            t = time.perf_counter()
+            raw_file.write(blobs[i])
+            samples["raw_file"].append(time.perf_counter() - t)
+        print(f"  (eventsourcing connection: synchronous={es.synchronous()}; "
+              "ours and raw sqlite3: full)")
+    finally:
+        for store in stores.values():
+            await store.close()
+        es.close()
+        raw.close()
+        raw_file.close()
+    out: dict[str, float | None] = {k: statistics.median(v[3:]) for k, v in samples.items()}
+    out.setdefault("jsonl", None)
     return out
 
 
@@ -131,75 +121,87 @@ async def bench_batched(tmp: Path, rounds: int) -> dict[str, float | None]:
 
 
 async def bench_single(tmp: Path, total: int) -> dict[str, dict[int, float | None]]:
-    """Events per second for single-event appends, 1 writer and 8 concurrent writers."""
+    """Events per second for single-event appends, 1 writer and 8 concurrent writers.
+
+    Run in slices: every contender does a slice of its work in turn, and rates come from
+    the summed times, so load swings are shared out evenly.
+    """
+    slices = 4
     rng = random.Random(2)
     events = [new_event(rng, i, f"run-s-{i % 50}") for i in range(total * 2 + 16)]
-    out: dict[str, dict[int, float | None]] = {}
+    per_slice = total // slices
+    spent: dict[tuple[str, int], float] = {}
+    done: dict[tuple[str, int], int] = {}
 
-    async def store_rate(url: str, writers: int, offset: int) -> float:
-        store = await ours(url)
-        try:
-            await store.append("warm-up", events[offset: offset + 2])
-            per = total // writers
+    def note(key: tuple[str, int], seconds: float, count: int) -> None:
+        spent[key] = spent.get(key, 0.0) + seconds
+        done[key] = done.get(key, 0) + count
 
-            async def writer(w: int) -> None:
-                base = offset + 2 + w * per
-                for i in range(per):
-                    await store.append(f"w-{writers}-{w}", [events[base + i]])
-
-            t = time.perf_counter()
-            await asyncio.gather(*(writer(w) for w in range(writers)))
-            return per * writers / (time.perf_counter() - t)
-        finally:
-            await store.close()
-
-    out["sqlite"] = {
-        1: await store_rate(f"sqlite:///{tmp}/b-ours-1.db", 1, 0),
-        8: await store_rate(f"sqlite:///{tmp}/b-ours-8.db", 8, total),
-    }
-    if jsonl_available():
-        out["jsonl"] = {
-            1: await store_rate(f"file:///{tmp}/b-jsonl-1", 1, 0),
-            8: await store_rate(f"file:///{tmp}/b-jsonl-8", 8, total),
-        }
-    else:
-        out["jsonl"] = {1: None, 8: None}
-
+    stores: dict[tuple[str, int], EventStore] = {}
+    for w in (1, 8):
+        stores[("sqlite", w)] = await ours(f"sqlite:///{tmp}/b-ours-{w}.db")
+        if jsonl_available():
+            stores[("jsonl", w)] = await ours(f"file:///{tmp}/b-jsonl-{w}")
+    for store in stores.values():
+        await store.append("warm-up", events[-2:])
     es = EventsourcingSQLite(tmp / "b-es.db")
-    singles = [es.domain_events([e]) for e in events[: total * 2]]
-    es.insert(es.domain_events(events[-2:]))  # warm-up
-    t = time.perf_counter()
-    for d in singles[:total]:
-        es.insert(d)
-    es1 = total / (time.perf_counter() - t)
-    per = total // 8
-    chunks = [singles[total + w * per: total + (w + 1) * per] for w in range(8)]
+    es.insert(es.domain_events(events[-2:]))
+    es_singles = [es.domain_events([e]) for e in events[: total * 2]]
+    raw = RawSQLite(tmp / "b-raw.db")
+    raw_params = [RawSQLite.params(rows_for(f"s-{i}", [e]))[0]
+                  for i, e in enumerate(events[:total])]
+    raw_file = RawFile(tmp / "b-raw.jsonl")
+    blobs = [RawFile.lines(rows_for(f"s-{i}", [e]), i + 1) for i, e in enumerate(events[:total])]
+
+    async def run_store(key: tuple[str, int], sl: int) -> None:
+        store, writers = stores[key], key[1]
+        per = per_slice // writers
+        base = sl * per_slice
+
+        async def writer(w: int) -> None:
+            for i in range(per):
+                await store.append(f"w-{w}", [events[base + w * per + i]])
+
+        t = time.perf_counter()
+        await asyncio.gather(*(writer(w) for w in range(writers)))
+        note(key, time.perf_counter() - t, per * writers)
 
     def es_writer(chunk: list[Any]) -> None:
         for d in chunk:
             es.insert(d)
 
-    t = time.perf_counter()
-    run_threads(8, es_writer, chunks)
-    es8 = per * 8 / (time.perf_counter() - t)
-    es.close()
-    out["eventsourcing"] = {1: es1, 8: es8}
-
-    raw = RawSQLite(tmp / "b-raw.db")
-    params = [RawSQLite.params(rows_for(f"s-{i}", [e]))[0] for i, e in enumerate(events[:total])]
-    t = time.perf_counter()
-    for p in params:
-        raw.insert([p])
-    out["raw_sqlite"] = {1: total / (time.perf_counter() - t), 8: None}
-    raw.close()
-
-    raw_file = RawFile(tmp / "b-raw.jsonl")
-    blobs = [RawFile.lines(rows_for(f"s-{i}", [e]), i + 1) for i, e in enumerate(events[:total])]
-    t = time.perf_counter()
-    for blob in blobs:
-        raw_file.write(blob)
-    out["raw_file"] = {1: total / (time.perf_counter() - t), 8: None}
-    raw_file.close()
+    try:
+        for sl in range(slices):
+            lo, hi = sl * per_slice, (sl + 1) * per_slice
+            for key in stores:
+                await run_store(key, sl)
+            t = time.perf_counter()
+            es_writer(es_singles[lo:hi])
+            note(("eventsourcing", 1), time.perf_counter() - t, hi - lo)
+            per = per_slice // 8
+            chunks = [es_singles[total + lo + w * per: total + lo + (w + 1) * per]
+                      for w in range(8)]
+            t = time.perf_counter()
+            run_threads(8, es_writer, chunks)
+            note(("eventsourcing", 8), time.perf_counter() - t, per * 8)
+            t = time.perf_counter()
+            for p in raw_params[lo:hi]:
+                raw.insert([p])
+            note(("raw_sqlite", 1), time.perf_counter() - t, hi - lo)
+            t = time.perf_counter()
+            for blob in blobs[lo:hi]:
+                raw_file.write(blob)
+            note(("raw_file", 1), time.perf_counter() - t, hi - lo)
+    finally:
+        for store in stores.values():
+            await store.close()
+        es.close()
+        raw.close()
+        raw_file.close()
+    out: dict[str, dict[int, float | None]] = {}
+    for name in ("sqlite", "jsonl", "eventsourcing", "raw_sqlite", "raw_file"):
+        out[name] = {w: (done[(name, w)] / spent[(name, w)] if (name, w) in spent else None)
+                     for w in (1, 8)}
     return out
 
 
