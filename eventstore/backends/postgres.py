@@ -107,6 +107,30 @@ _INSERT = (
     "%(prevs)b::text[], %(hashes)b::text[]) "
     "WITH ORDINALITY AS u(id, type, actor, corr, caus, occ, data, meta, prev, hash, n)"
 )
+#: Several streams' batches at once (``_append_many``, used by ``store copy``).
+_INSERT_MANY = (
+    f"INSERT INTO {EVENTS_TABLE} ({_COLUMNS}) "
+    "SELECT %(pos)s + u.n, u.id, u.stream, u.ver, u.type, u.actor, u.corr, u.caus, "
+    "u.occ, %(rec)s, u.data, u.meta, u.prev, u.hash "
+    "FROM unnest(%(ids)b::text[], %(streams)b::text[], %(vers)b::int8[], %(types)b::text[], "
+    "%(actors)b::text[], %(corrs)b::text[], %(causes)b::text[], %(occs)b::timestamptz[], "
+    "%(datas)b::text[], %(metas)b::text[], %(prevs)b::text[], %(hashes)b::text[]) "
+    "WITH ORDINALITY AS u(id, stream, ver, type, actor, corr, caus, occ, data, meta, prev, "
+    "hash, n)"
+)
+_WRITE_MANY = (
+    f"WITH ins AS ({_INSERT_MANY}), "
+    f"head AS (UPDATE {HEAD_TABLE} SET position = %(new_head)s) "
+    "SELECT pg_notify(%(channel)s, %(new_head)s::text)"
+)
+_READS_MANY = (
+    "SELECT 0, NULL::text, stream, version, hash, NULL::bigint FROM ("
+    f"SELECT DISTINCT ON (stream) stream, version, hash FROM {EVENTS_TABLE} "
+    "WHERE stream = ANY(%(streams)s::text[]) ORDER BY stream, version DESC) s "
+    "UNION ALL "
+    f"SELECT 1, id, stream, version, NULL, position FROM {EVENTS_TABLE} "
+    "WHERE id = ANY(%(ids)s::text[])"
+)
 #: Insert the batch, move the head, notify: one statement (all or nothing, like the rest).
 _WRITE = (
     f"WITH ins AS ({_INSERT}), "
@@ -331,6 +355,70 @@ class PostgresStore(EventStore):
             await _rollback(conn)
             raise
         return plan, head_position + 1
+
+    async def _append_many(
+        self, batches: Sequence[tuple[str, Sequence[NewEvent], ExpectedVersion]]
+    ) -> list[AppendResult]:
+        """All batches in ONE transaction and one INSERT: ``store copy`` moves a page of
+        thousands of events (many small per-stream batches) per round of commits instead
+        of one commit per batch. All or nothing: any failed check rolls back every batch."""
+        if not batches:
+            return []
+        what = ("bulk append failed (nothing was written unless the connection broke during "
+                "commit: retry the same events, the retry is idempotent)")
+        async with self._conn(what) as conn:
+            try:
+                cur = await conn.execute(_BEGIN_AND_LOCK)
+                cur.nextset()
+                head_row = await cur.fetchone()
+                if head_row is None:
+                    raise StoreUnavailable(
+                        f"PostgreSQL store {self.url}: the {HEAD_TABLE} row is missing")
+                head_position = int(head_row[0])
+                cur = await conn.execute(_READS_MANY, {
+                    "streams": sorted({s for s, _, _ in batches}),
+                    "ids": [e.id for _, evs, _ in batches for e in evs]})
+                heads: dict[str, Head] = {}
+                existing: dict[str, Existing] = {}
+                for kind, id_, where, version, hash_, position in await cur.fetchall():
+                    if kind == 0:
+                        heads[str(where)] = Head(int(version), str(hash_))
+                    else:
+                        existing[str(id_)] = Existing(str(where), int(version), int(position))
+                now = datetime.now(UTC)
+                rows: list[Row] = []
+                results: list[AppendResult] = []
+                for stream, events, expected in batches:
+                    mine = {e.id: existing[e.id] for e in events if e.id in existing}
+                    plan = plan_append(stream, events, expected, heads.get(stream), mine, now)
+                    if isinstance(plan, AppendResult):
+                        results.append(plan)
+                        continue
+                    first = head_position + len(rows) + 1
+                    for i, r in enumerate(plan):
+                        existing[r.id] = Existing(stream, r.version, first + i)
+                    heads[stream] = Head(plan[-1].version, plan[-1].hash)
+                    rows.extend(plan)
+                    results.append(result_of(stream, plan, first))
+                if rows:
+                    await conn.execute(_WRITE_MANY, {
+                        "pos": head_position, "rec": now,
+                        "ids": [r.id for r in rows], "streams": [r.stream for r in rows],
+                        "vers": [r.version for r in rows], "types": [r.type for r in rows],
+                        "actors": [r.actor for r in rows],
+                        "corrs": [r.correlation_id for r in rows],
+                        "causes": [r.causation_id for r in rows],
+                        "occs": [r.occurred_at for r in rows],
+                        "datas": [r.data_json for r in rows],
+                        "metas": [r.metadata_json for r in rows],
+                        "prevs": [r.prev_hash for r in rows], "hashes": [r.hash for r in rows],
+                        "new_head": head_position + len(rows), "channel": self.channel,
+                    })
+                await conn.execute(b"COMMIT")
+            except BaseException:
+                await _rollback(conn)
+                raise
+        return results
 
     async def _remove_streams(self, streams: Sequence[str], record: NewEvent) -> RecordedEvent:
         async with self._conn("retention failed (nothing was removed)") as conn:
