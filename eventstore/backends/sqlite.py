@@ -24,6 +24,7 @@ import asyncio
 import json
 import os
 import sqlite3
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -277,9 +278,15 @@ def _remove_streams(conn: sqlite3.Connection, path: Path, settings: Settings,
 
 
 async def _open_reader(path: Path, settings: Settings) -> aiosqlite.Connection:
+    pending = aiosqlite.connect(str(path), timeout=settings.busy_timeout_s, isolation_level=None)
+    # aiosqlite's worker thread is not a daemon: a store someone forgot to close (an
+    # exception path in a hook) would keep the process alive forever at exit. This
+    # connection only reads, so letting the interpreter drop it at exit loses nothing.
+    thread = getattr(pending, "_thread", None)
+    if isinstance(thread, threading.Thread) and not thread.is_alive():
+        thread.daemon = True
     try:
-        reader = await aiosqlite.connect(str(path), timeout=settings.busy_timeout_s,
-                                         isolation_level=None)
+        reader = await pending
     except sqlite3.Error as exc:
         raise describe_error(exc, path, "opening a reader", settings) from None
     try:

@@ -387,3 +387,33 @@ async def test_concurrent_prefix_queries_share_the_reader_safely(store: SQLiteSt
                                    for _ in range(4)))
     for page in pages[:12]:
         assert [e.id for e in page.events] == want
+
+
+UNCLOSED = textwrap.dedent("""
+    import asyncio, sys
+    from eventstore.config import Config
+    from eventstore.model import NewEvent
+    from eventstore.urls import open_store
+
+    KEEP = []
+
+    async def main():
+        store = await open_store(sys.argv[1], config=Config())
+        KEEP.append(store)  # still referenced at exit, never closed
+        await store.append("run-1", [NewEvent(type="test.happened")])
+        print("appended", flush=True)
+
+    asyncio.run(main())
+""")
+
+
+async def test_a_store_left_open_does_not_keep_the_process_alive(tmp_path: Path) -> None:
+    path = tmp_path / "events.db"
+    done = subprocess.run([sys.executable, "-c", UNCLOSED, f"sqlite:///{path}"],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0 and done.stdout.strip() == "appended", done.stderr
+    s = await open_path(path)
+    try:
+        assert [e.stream async for e in s.read()] == ["run-1"]
+    finally:
+        await s.close()
