@@ -11,10 +11,11 @@ the GIL while SQLite works, so the event loop keeps running. Reads stay on aiosq
 (a separate connection, so readers never queue behind writers).
 
 Group commit: appends that arrive while a transaction is being written wait in a queue;
-the next transaction takes all of them (up to ``MAX_GROUP``), writes each inside its own
-SAVEPOINT (so one append's ``WrongExpectedVersion`` rolls back only that append), and
-pays for one COMMIT, which is one fsync of the WAL with ``synchronous=FULL``. A lone
-append is written at once; it never waits for company.
+the next transaction takes all of them (up to ``MAX_GROUP``), plans each against the state
+the earlier ones leave (so one append's ``WrongExpectedVersion`` fails only that append),
+inserts all their rows at once and pays for one COMMIT, which is one fsync of the WAL
+with ``synchronous=FULL``. A lone append is written at once; it never waits for company.
+Statements per group stay constant (ids, heads, sequence, insert), not per append.
 
 Across processes, ``BEGIN IMMEDIATE`` takes SQLite's write lock up front (waiting up to
 ``busy_timeout``), so the head read, the expected-version check and the insert happen
@@ -101,6 +102,48 @@ def append_in_transaction(conn: sqlite3.Connection, stream: str, events: Sequenc
     return result_of(stream, plan, next_position), plan
 
 
+def read_heads(conn: sqlite3.Connection, streams: Sequence[str]) -> dict[str, Head]:
+    """The heads of several streams in one statement (one index seek per stream)."""
+    out: dict[str, Head] = {}
+    arm = ("SELECT * FROM (SELECT stream, version, hash FROM events WHERE stream = ? "
+           "ORDER BY version DESC LIMIT 1)")
+    for i in range(0, len(streams), 100):
+        chunk = streams[i: i + 100]
+        for stream, version, hash_ in conn.execute(" UNION ALL ".join([arm] * len(chunk)),
+                                                   chunk):
+            out[stream] = Head(version, hash_)
+    return out
+
+
+def plan_group(conn: sqlite3.Connection, group: Sequence[AppendJob]
+               ) -> tuple[list[AppendResult | BaseException], list[tuple[Any, ...]]]:
+    """Plan every append of a group in order; return the outcomes and the rows to insert."""
+    existing = read_existing(conn, [e.id for job in group for e in job.events])
+    heads = read_heads(conn, list(dict.fromkeys(job.stream for job in group)))
+    position = read_sequence(conn) + 1
+    now = datetime.now(UTC)
+    outcomes: list[AppendResult | BaseException] = []
+    params: list[tuple[Any, ...]] = []
+    for job in group:
+        mine = {e.id: existing[e.id] for e in job.events if e.id in existing}
+        try:
+            plan = plan_append(job.stream, job.events, job.expected, heads.get(job.stream),
+                               mine, now)
+        except StoreError as exc:
+            outcomes.append(exc)
+            continue
+        if isinstance(plan, AppendResult):
+            outcomes.append(plan)
+            continue
+        for i, row in enumerate(plan):
+            params.append(row_params(row, position + i))
+            existing[row.id] = Existing(row.stream, row.version, position + i)
+        heads[job.stream] = Head(plan[-1].version, plan[-1].hash)
+        outcomes.append(result_of(job.stream, plan, position))
+        position += len(plan)
+    return outcomes, params
+
+
 class Writer:
     """Owns the write connection and its thread; batches concurrent appends."""
 
@@ -175,32 +218,32 @@ class Writer:
 
     def _write_group(self, conn: sqlite3.Connection, group: list[AppendJob]
                      ) -> list[AppendResult | BaseException]:
-        """One transaction for the whole group; each append in its own savepoint."""
+        """One transaction, one commit, for the whole group.
+
+        Fast path: read every id and stream head the group needs in two statements, plan
+        each append in order against the state the earlier ones leave (in Python), and
+        insert all rows with one ``executemany``. An append that fails its plan
+        (``WrongExpectedVersion``, ``DuplicateEventId``) contributes no rows, so it cannot
+        affect the others, and nothing is written before every plan is made. Should the
+        insert still fail on a constraint (it cannot while we hold the write lock, unless
+        the file was changed behind our back), the group is redone the careful way: each
+        append in its own SAVEPOINT, so only the offending append fails.
+        """
         try:
             conn.execute("BEGIN IMMEDIATE")
         except sqlite3.Error as exc:
             raise describe_error(exc, self.path, "starting a write", self.settings) from None
-        outcomes: list[AppendResult | BaseException] = []
         try:
-            position = read_sequence(conn) + 1
-            single = len(group) == 1
-            for job in group:
-                if not single:
-                    conn.execute("SAVEPOINT append")
-                try:
-                    result, rows = append_in_transaction(
-                        conn, job.stream, job.events, job.expected, position)
-                except (StoreError, sqlite3.Error) as exc:
-                    if single:
-                        raise
-                    conn.execute("ROLLBACK TO append")
-                    conn.execute("RELEASE append")
-                    outcomes.append(_as_store_error(exc, self.path, self.settings))
-                    continue
-                if not single:
-                    conn.execute("RELEASE append")
-                position += len(rows)
-                outcomes.append(result)
+            try:
+                outcomes, params = plan_group(conn, group)
+                if params:
+                    conn.executemany(INSERT_SQL, params)
+            except sqlite3.IntegrityError:
+                if len(group) == 1:
+                    raise
+                conn.execute("ROLLBACK")
+                conn.execute("BEGIN IMMEDIATE")
+                outcomes = self._one_by_one(conn, group)
             conn.execute("COMMIT")
         except BaseException as exc:
             if conn.in_transaction:
@@ -210,6 +253,26 @@ class Writer:
             raise
         self.transactions += 1
         self.appends += len(group)
+        return outcomes
+
+    def _one_by_one(self, conn: sqlite3.Connection, group: list[AppendJob]
+                    ) -> list[AppendResult | BaseException]:
+        """The careful path: each append inside its own savepoint."""
+        outcomes: list[AppendResult | BaseException] = []
+        position = read_sequence(conn) + 1
+        for job in group:
+            conn.execute("SAVEPOINT append")
+            try:
+                result, rows = append_in_transaction(
+                    conn, job.stream, job.events, job.expected, position)
+            except (StoreError, sqlite3.Error) as exc:
+                conn.execute("ROLLBACK TO append")
+                conn.execute("RELEASE append")
+                outcomes.append(_as_store_error(exc, self.path, self.settings))
+                continue
+            conn.execute("RELEASE append")
+            position += len(rows)
+            outcomes.append(result)
         return outcomes
 
     async def close(self) -> None:

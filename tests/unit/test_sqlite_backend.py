@@ -417,3 +417,28 @@ def test_a_store_left_open_does_not_keep_the_process_alive(tmp_path: Path) -> No
         assert c.execute("SELECT stream FROM events").fetchall() == [("run-1",)]
     finally:
         c.close()
+
+
+async def test_careful_path_isolates_each_append_in_a_savepoint(store: SQLiteStore) -> None:
+    """The fallback the writer takes if a group insert ever hits a constraint."""
+    from eventstore.backends.sqlite_writer import AppendJob
+
+    dup = ev()
+    await store.append("run-0", [dup])
+    loop = asyncio.get_running_loop()
+    jobs = [AppendJob("run-1", [ev()], NO_STREAM, loop.create_future()),
+            AppendJob("run-2", [ev(), dup], NO_STREAM, loop.create_future()),
+            AppendJob("run-1", [ev()], 0, loop.create_future())]
+    writer = store._writer
+
+    def careful(conn: sqlite3.Connection) -> list[object]:
+        conn.execute("BEGIN IMMEDIATE")
+        out = writer._one_by_one(conn, jobs)
+        conn.execute("COMMIT")
+        return list(out)
+
+    ok, dupe, chained = await writer.run(careful)
+    assert isinstance(dupe, DuplicateEventId)
+    assert not isinstance(ok, BaseException) and not isinstance(chained, BaseException)
+    assert [(e.stream, e.version, e.position) async for e in store.read()] == [
+        ("run-0", 0, 1), ("run-1", 0, 2), ("run-1", 1, 3)]
