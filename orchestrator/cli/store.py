@@ -96,6 +96,7 @@ async def copy_cmd(obj: Ctx, src_url: str, dst_url: str, batch_size: int, state_
                    as_json: bool) -> None:
     """Copy every event from SRC_URL to DST_URL, keeping ids, streams, versions, order and
     hashes; resumable (run it again after an interruption); verified at the end."""
+    import asyncio
     import sys
     import time
     from pathlib import Path
@@ -119,8 +120,13 @@ async def copy_cmd(obj: Ctx, src_url: str, dst_url: str, batch_size: int, state_
 
     async with await open_store(src_url, config=cfg, create=False) as src, \
             await open_store(dst_url, config=cfg, create=True) as dst:
-        report = await copy_store(src, dst, state_path=state, batch_size=batch_size,
-                                  progress=progress)
+        try:
+            report = await copy_store(src, dst, state_path=state, batch_size=batch_size,
+                                      progress=progress)
+        except (KeyboardInterrupt, asyncio.CancelledError):
+            click.echo(f"\norchestrail: copy interrupted; run the same command again to resume "
+                       f"(state in {state})", err=True)
+            sys.exit(130)
     if sys.stderr.isatty():
         click.echo("", err=True)
     if as_json:
