@@ -68,6 +68,7 @@ class _Record:
     data: bytes
     metadata: bytes
     created: int = field(default_factory=lambda: time.time_ns() // 100)
+    wire: Any = field(default=None, compare=False, repr=False)  # cached ReadResp
 
 
 class _Expected:
@@ -250,9 +251,13 @@ class FakeEventStoreDB:
             return rec[-1].position
 
     def scavenge(self) -> int:
-        """Physically drop events below each stream's truncate-before; returns how many."""
+        """Physically drop events below each stream's truncate-before; returns how many.
+
+        As on a real server, the last event of a stream is kept (hidden by ``$tb``), so
+        the stream's next revision stays known.
+        """
         with self.cond:
-            doomed = {id(r) for s in self.streams for r in self.streams[s]
+            doomed = {id(r) for s in self.streams for r in self.streams[s][:-1]
                       if r.revision < self.truncate_before(s)}
             self.log = [r for r in self.log if id(r) not in doomed]
             for s in self.streams:
@@ -278,7 +283,7 @@ class FakeEventStoreDB:
             old = self._at(position)
             data = json.loads(old.data)
             data["x"] = "edited"
-            self._put(old, replace(old, data=json.dumps(data).encode()))
+            self._put(old, replace(old, data=json.dumps(data).encode(), wire=None))
 
     def tamper_delete(self, position: int) -> None:
         with self.cond:
@@ -288,14 +293,20 @@ class FakeEventStoreDB:
         """Swap two events' contents, keeping each record's revision and position."""
         with self.cond:
             a, b = self._at(pos_a), self._at(pos_b)
-            self._put(a, replace(b, revision=a.revision, position=a.position))
-            self._put(b, replace(a, revision=b.revision, position=b.position))
+            self._put(a, replace(b, revision=a.revision, position=a.position, wire=None))
+            self._put(b, replace(a, revision=b.revision, position=b.position, wire=None))
 
 
 # ---- the gRPC service ---------------------------------------------------------------------
 
 
 def _read_event(rec: _Record) -> streams_pb2.ReadResp:
+    if rec.wire is None:
+        rec.wire = _build_read_event(rec)
+    return rec.wire
+
+
+def _build_read_event(rec: _Record) -> streams_pb2.ReadResp:
     event = streams_pb2.ReadResp.ReadEvent.RecordedEvent(
         id=shared_pb2.UUID(string=rec.id),
         stream_identifier=shared_pb2.StreamIdentifier(stream_name=rec.stream.encode()),
