@@ -20,6 +20,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "verify": ("orchestrator.cli.events:verify", "Check every hash chain in the store."),
     "store": ("orchestrator.cli.store:store", "Store administration: info, retention, copy."),
     "agents": ("orchestrator.cli.agents:agents", "List, show and validate subagent definitions."),
+    "task": ("orchestrator.cli.tasks:task", "The backlog: add, list, show, ready, import tasks."),
 }
 
 
