@@ -64,21 +64,8 @@ def fake_esdb() -> Iterator[FakeEventStoreDB]:
         db.stop()
 
 
-class TestEsdbStore(StoreContract, MultiProcessContract):
-    """The whole contract, through esdbclient, against the fake server over TCP."""
-
-    @pytest.fixture
-    def store_url(self, fake_esdb: FakeEventStoreDB) -> str:
-        return fake_esdb.url
-
-    async def tamper_edit(self, url: str, position: int) -> None:
-        _SERVERS[url].tamper_edit(position)
-
-    async def tamper_delete(self, url: str, position: int) -> None:
-        _SERVERS[url].tamper_delete(position)
-
-    async def tamper_swap(self, url: str, pos_a: int, pos_b: int) -> None:
-        _SERVERS[url].tamper_swap(pos_a, pos_b)
+class _ForcedInterleaving:
+    """Overrides shared by the stand-in and real-server classes."""
 
     async def test_readers_never_see_a_partial_batch(self, store: Any) -> None:
         """The contract's assertions, with the interleaving forced instead of timed.
@@ -120,9 +107,26 @@ class TestEsdbStore(StoreContract, MultiProcessContract):
         assert counts[-1] == size * batches
 
 
+class TestEsdbStore(_ForcedInterleaving, StoreContract, MultiProcessContract):
+    """The whole contract, through esdbclient, against the fake server over TCP."""
+
+    @pytest.fixture
+    def store_url(self, fake_esdb: FakeEventStoreDB) -> str:
+        return fake_esdb.url
+
+    async def tamper_edit(self, url: str, position: int) -> None:
+        _SERVERS[url].tamper_edit(position)
+
+    async def tamper_delete(self, url: str, position: int) -> None:
+        _SERVERS[url].tamper_delete(position)
+
+    async def tamper_swap(self, url: str, pos_a: int, pos_b: int) -> None:
+        _SERVERS[url].tamper_swap(pos_a, pos_b)
+
+
 if REAL_URL:
 
-    class TestEsdbRealServer(StoreContract):
+    class TestEsdbRealServer(_ForcedInterleaving, StoreContract):
         """The contract on a real server, each test in its own namespace (fresh store).
 
         The tamper tests are left out: a real server cannot edit an event in place.
