@@ -81,7 +81,7 @@ def parse_numbers(text: str) -> list[int] | None:
     """``1-3`` -> [1, 2, 3]; ``1, 4`` -> [1, 4]; ``#2``/``AC2`` -> [2]; None if unreadable."""
     out: list[int] = []
     for part in re.split(r"[,;/]|\band\b", text):
-        part = re.sub(r"(?i)\b(?:ac|task)s?\b|#", "", part).strip()
+        part = re.sub(r"(?i)\b(?:acs?|tasks?)(?=\d|\s|#|$)|#", "", part).strip()
         if not part:
             continue
         m = re.fullmatch(r"(\d+)\s*(?:-|–|—|\.\.|to)\s*(\d+)", part)
