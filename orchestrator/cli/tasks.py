@@ -71,6 +71,36 @@ async def _open(obj: Ctx, create: bool = False) -> tuple[Any, Backlog]:
     return store, await Backlog.load(store, actor=_actor())
 
 
+async def _existing_or_empty(obj: Ctx) -> tuple[Any, Backlog, bool]:
+    """The configured store's backlog, or an empty in-memory one when no store exists yet
+    (so validation can run before a store is created: bad input leaves no trace)."""
+    from eventstore.errors import StoreError
+    from eventstore.urls import open_store
+    from orchestrator.backlog import Backlog
+
+    try:
+        store, backlog = await _open(obj, create=False)
+        return store, backlog, True
+    except StoreError:
+        empty = await open_store("memory://")
+        return empty, Backlog(empty, actor=_actor()), False
+
+
+async def _validated(obj: Ctx, specs: Sequence[TaskSpec], known: Collection[str] | None,
+                     dry_run: bool) -> tuple[Any, Backlog]:
+    """Validate against the current backlog, then open (creating if needed) to write."""
+    from orchestrator.backlog import TaskValidationError
+
+    store, backlog, exists = await _existing_or_empty(obj)
+    if exists or dry_run:
+        return store, backlog
+    async with store:
+        problems = backlog.validate(specs, known)
+    if problems:
+        raise TaskValidationError(problems)
+    return await _open(obj, create=True)
+
+
 def _row(backlog: Backlog, t: TaskState) -> str:
     deps = f"  after {','.join(t.depends_on)}" if t.depends_on else ""
     return (f"{t.id:<24} {backlog.display_status(t):<10} p{t.priority}  "
@@ -105,7 +135,7 @@ async def add_cmd(obj: Ctx, title: str, prompt: str | None, agent: str | None,
 
     from orchestrator.backlog import TaskSpec, TaskValidationError
 
-    store, backlog = await _open(obj, create=True)
+    store, backlog, _ = await _existing_or_empty(obj)
     async with store:
         if task_id is None:
             base = re.sub(r"[^a-z0-9]+", "-", title.lower()).strip("-")[:48] or "task"
@@ -115,18 +145,20 @@ async def add_cmd(obj: Ctx, title: str, prompt: str | None, agent: str | None,
                 task_id = f"{base}-{n}"
         elif task_id in backlog:
             raise TaskValidationError([f"task {task_id!r}: duplicate id (already in the backlog)"])
-        try:
-            spec = TaskSpec(id=task_id, title=title, prompt=prompt or title, agent=agent,
-                            depends_on=depends_on, priority=priority,
-                            acceptance_criteria=criteria, labels=labels,
-                            source={"kind": "cli"}, origin="task add")
-        except ValidationError as exc:
-            err = exc.errors()[0]
-            key = ".".join(str(p) for p in err["loc"])
-            raise TaskValidationError([f"task add: {key}: "
-                                       f"{str(err['msg']).removeprefix('Value error, ')}"]
-                                      ) from None
-        await backlog.add([spec], known_agents=_known_agents([spec]))
+    try:
+        spec = TaskSpec(id=task_id, title=title, prompt=prompt or title, agent=agent,
+                        depends_on=depends_on, priority=priority,
+                        acceptance_criteria=criteria, labels=labels,
+                        source={"kind": "cli"}, origin="task add")
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        key = ".".join(str(p) for p in err["loc"])
+        raise TaskValidationError([f"task add: {key}: "
+                                   f"{str(err['msg']).removeprefix('Value error, ')}"]) from None
+    known = _known_agents([spec])
+    store, backlog = await _validated(obj, [spec], known, False)
+    async with store:
+        await backlog.add([spec], known_agents=known)
         state = backlog.get(task_id)
         if as_json:
             emit_json(state.to_json(backlog.display_status(state)))
@@ -264,11 +296,11 @@ async def import_cmd(obj: Ctx, file: Path, sequential: bool, agent: str | None, 
     loaded = load_tasks(file, sequential=sequential, agent=agent)
     for warning in loaded.warnings:
         click.echo(f"orchestrail: warning: {warning}", err=True)
-    store, backlog = await _open(obj, create=not dry_run)
+    known = _known_agents(loaded.specs)
+    store, backlog = await _validated(obj, loaded.specs, known, dry_run)
     async with store:
-        report = await backlog.add(loaded.specs, known_agents=_known_agents(loaded.specs),
-                                   done=loaded.done, done_result="checked in the story",
-                                   dry_run=dry_run)
+        report = await backlog.add(loaded.specs, known_agents=known, done=loaded.done,
+                                   done_result="checked in the story", dry_run=dry_run)
     for warning in report.warnings:
         click.echo(f"orchestrail: warning: {warning}", err=True)
     _print_report(report, len(loaded.specs), as_json, str(file))
