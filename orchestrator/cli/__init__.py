@@ -21,6 +21,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "store": ("orchestrator.cli.store:store", "Store administration: info, retention, copy."),
     "agents": ("orchestrator.cli.agents:agents", "List, show and validate subagent definitions."),
     "task": ("orchestrator.cli.tasks:task", "The backlog: add, list, show, ready, import tasks."),
+    "hook": ("orchestrator.cli.hook:hook", "Record a Claude Code hook event (stdin JSON)."),
 }
 
 
