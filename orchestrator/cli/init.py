@@ -22,7 +22,16 @@ redact:
 @click.command("init")
 @click.option("--store-url", default="sqlite:///.orchestrail/events.db", show_default=True)
 @click.option("--force", is_flag=True, help="Overwrite an existing orchestrail.yaml.")
-def init(store_url: str, force: bool) -> None:
+@click.option("--claude", is_flag=True,
+              help="Also register `orchestrail hook` for every Claude Code hook event in "
+                   ".claude/settings.json (merged, never clobbered) and copy example agents.")
+@click.option("--local", is_flag=True,
+              help="With --claude: write .claude/settings.local.json (not shared) instead.")
+@click.option("--hook-command", metavar="CMD", default=None,
+              help="With --claude: the hook command (default: absolute path of this "
+                   "orchestrail + ' hook').")
+def init(store_url: str, force: bool, claude: bool, local: bool,
+         hook_command: str | None) -> None:
     """Create orchestrail.yaml here and keep .orchestrail/ out of git."""
     cfg = Path("orchestrail.yaml")
     if cfg.exists() and not force:
@@ -40,3 +49,25 @@ def init(store_url: str, force: bool) -> None:
                 fh.write("\n")
             fh.write(".orchestrail/\n")
         click.echo("added .orchestrail/ to .gitignore")
+    if claude:
+        _init_claude(local, hook_command)
+
+
+def _init_claude(local: bool, hook_command: str | None) -> None:
+    from orchestrator.claude_setup import copy_agents, default_command, write_settings
+
+    settings = Path(".claude") / ("settings.local.json" if local else "settings.json")
+    command = hook_command or default_command()
+    try:
+        added = write_settings(settings, command)
+    except Exception as exc:  # ConfigError or OSError: one clear line, nothing written
+        raise click.ClickException(str(exc)) from None
+    if added:
+        click.echo(f"registered `{command}` for {len(added)} hook event(s) in {settings}")
+    else:
+        click.echo(f"{settings} already runs orchestrail hook for every event; unchanged")
+    copied, kept = copy_agents(Path(".claude") / "agents")
+    for name in copied:
+        click.echo(f"copied example agent .claude/agents/{name}")
+    for name in kept:
+        click.echo(f".claude/agents/{name} exists; left alone")
