@@ -87,6 +87,22 @@ class Row:
         )
 
 
+class EncodedBatch(list[NewEvent]):
+    """A batch of events with the canonical JSON of each one's ``data`` and ``metadata``.
+
+    ``EventStore.append`` encodes every payload once, to look for secrets, and hands the
+    text on in this list so ``build_rows`` stores and hashes it without encoding again.
+    Any other sequence of events works too; ``build_rows`` then encodes them itself.
+    """
+
+    __slots__ = ("texts",)
+
+    def __init__(self, events: Sequence[NewEvent], texts: Sequence[tuple[str, str]]) -> None:
+        super().__init__(events)
+        #: ``(data_json, metadata_json)`` per event, in order.
+        self.texts = list(texts)
+
+
 def check_expected_version(stream: str, expected: ExpectedVersion, head: Head | None) -> None:
     current = None if head is None else head.version
     if expected is ANY:
@@ -153,10 +169,14 @@ def build_rows(
     version = -1 if head is None else head.version
     prev = None if head is None else head.hash
     rec_text = format_ts(recorded_at)
-    for e in events:
+    texts = events.texts if isinstance(events, EncodedBatch) else None
+    for i, e in enumerate(events):
         version += 1
-        data_json = canonical_json(e.data)
-        meta_json = canonical_json(e.metadata)
+        if texts is not None:
+            data_json, meta_json = texts[i]
+        else:
+            data_json = canonical_json(e.data)
+            meta_json = canonical_json(e.metadata)
         occ_text = format_ts(e.occurred_at)
         h = chain_hash_parts(
             id=e.id,
@@ -171,14 +191,11 @@ def build_rows(
             occurred_at=occ_text,
             prev_hash=prev,
         )
-        rows.append(
+        rows.append(  # positional: this runs once per event (same order as the fields)
             Row(
-                id=e.id, stream=stream, version=version, type=e.type,
-                data=e.data, metadata=e.metadata, data_json=data_json,
-                metadata_json=meta_json, actor=e.actor, correlation_id=e.correlation_id,
-                causation_id=e.causation_id, occurred_at=e.occurred_at,
-                occurred_at_text=occ_text, recorded_at=recorded_at,
-                recorded_at_text=rec_text, prev_hash=prev, hash=h,
+                e.id, stream, version, e.type, e.data, e.metadata, data_json, meta_json,
+                e.actor, e.correlation_id, e.causation_id, e.occurred_at, occ_text,
+                recorded_at, rec_text, prev, h,
             )
         )
         prev = h

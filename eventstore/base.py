@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from types import TracebackType
 from typing import ClassVar
 
-from eventstore.append import check_batch
+from eventstore.append import EncodedBatch, check_batch
 from eventstore.errors import InvalidEvent
 from eventstore.model import (
     ANY,
@@ -130,16 +130,21 @@ class EventStore(abc.ABC):
         check_expected(expected_version)
         batch = list(events)
         check_batch(batch)
-        return await self._append(stream, [self._redact(e) for e in batch], expected_version)
+        return await self._append(stream, self._encode(batch), expected_version)
 
-    def _redact(self, event: NewEvent) -> NewEvent:
-        if not self.redactor.enabled:
-            return event
-        data = self.redactor.redact(event.data)
-        metadata = self.redactor.redact(event.metadata)
-        if data == event.data and metadata == event.metadata:
-            return event
-        return event.model_copy(update={"data": data, "metadata": metadata})
+    def _encode(self, batch: list[NewEvent]) -> EncodedBatch:
+        """Redact every event and keep the canonical JSON of its payloads for hashing."""
+        encode = self.redactor.encode
+        events: list[NewEvent] = []
+        texts: list[tuple[str, str]] = []
+        for event in batch:
+            data, data_json = encode(event.data)
+            metadata, metadata_json = encode(event.metadata)
+            if data is not event.data or metadata is not event.metadata:
+                event = event.model_copy(update={"data": data, "metadata": metadata})
+            events.append(event)
+            texts.append((data_json, metadata_json))
+        return EncodedBatch(events, texts)
 
     async def read_stream(
         self, stream: str, from_version: int = 0, *, limit: int | None = None

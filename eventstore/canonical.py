@@ -15,6 +15,7 @@ import re
 import time
 import uuid
 from datetime import UTC, datetime
+from json.encoder import c_make_encoder as _make_encoder  # type: ignore[attr-defined]
 from json.encoder import encode_basestring as _encode_str
 from typing import Any
 
@@ -73,7 +74,15 @@ def canonical_json(obj: Any) -> str:
     NaN and infinities are refused (they are not JSON), so every stored document is
     portable to PostgreSQL JSONB and back.
     """
-    return _CANONICAL.encode(obj)
+    if type(obj) is dict and not obj:
+        return "{}"  # most metadata: skip the encoder entirely
+    if _make_encoder is None:  # pragma: no cover - CPython always has the C encoder
+        return _CANONICAL.encode(obj)
+    # What ``JSONEncoder.encode`` does for these options, minus two Python frames and the
+    # closure it builds per call: a fresh C encoder (fresh ``markers``: cycles still raise
+    # ValueError) called directly. A unit test holds the bytes equal to ``json.dumps``.
+    return "".join(_make_encoder({}, _CANONICAL.default, _encode_str, None, ":", ",",
+                                 True, False, False)(obj, 0))
 
 
 #: ``json.dumps`` with these options builds a new encoder on every call; one shared encoder
@@ -84,9 +93,15 @@ _CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_asci
 
 def format_ts(ts: datetime) -> str:
     """UTC timestamp with microseconds and a Z, the only form stored or hashed."""
-    if ts.tzinfo is None:
-        raise ValueError("timestamps must be timezone-aware")
-    return ts.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    if ts.tzinfo is not UTC:
+        if ts.tzinfo is None:
+            raise ValueError("timestamps must be timezone-aware")
+        ts = ts.astimezone(UTC)
+    if ts.year < 1000:  # strftime does not zero-pad such years; keep its exact bytes
+        return ts.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    # the same text as the strftime above at a third of the cost (runs twice per event)
+    return "%04d-%02d-%02dT%02d:%02d:%02d.%06dZ" % (  # noqa: UP031 - twice as fast as f"{:02d}"
+        ts.year, ts.month, ts.day, ts.hour, ts.minute, ts.second, ts.microsecond)
 
 
 def parse_ts(text: str) -> datetime:
@@ -133,6 +148,8 @@ def chain_hash(body: dict[str, Any], prev_hash: str | None) -> str:
     doc["prev_hash"] = prev_hash
     return hashlib.sha256(canonical_json(doc).encode("utf-8")).hexdigest()
 
+
+_sha256 = hashlib.sha256
 
 _last_ms = 0
 _seq = 0
@@ -187,17 +204,10 @@ def chain_hash_parts(
     ``canonical_json`` of the full document (a unit test holds the two together).
     """
     doc = (
-        '{"actor":' + _s(actor)
-        + ',"causation_id":' + _s(causation_id)
-        + ',"correlation_id":' + _s(correlation_id)
-        + ',"data":' + data_json
-        + ',"id":' + _s(id)
-        + ',"metadata":' + metadata_json
-        + ',"occurred_at":' + _s(occurred_at)
-        + ',"prev_hash":' + _s(prev_hash)
-        + ',"stream":' + _s(stream)
-        + ',"type":' + _s(type)
-        + ',"version":' + str(int(version))
-        + "}"
+        f'{{"actor":{_s(actor)},"causation_id":{_s(causation_id)},'
+        f'"correlation_id":{_s(correlation_id)},"data":{data_json},"id":{_s(id)},'
+        f'"metadata":{metadata_json},"occurred_at":{_s(occurred_at)},'
+        f'"prev_hash":{_s(prev_hash)},"stream":{_s(stream)},"type":{_s(type)},'
+        f'"version":{int(version)}}}'
     )
-    return hashlib.sha256(doc.encode("utf-8")).hexdigest()
+    return _sha256(doc.encode("utf-8")).hexdigest()

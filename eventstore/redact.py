@@ -13,6 +13,7 @@ import re
 from collections.abc import Iterable
 from typing import Any
 
+from eventstore.canonical import canonical_json
 from eventstore.errors import ConfigError
 
 BUILTIN_PATTERNS: dict[str, str] = {
@@ -49,6 +50,21 @@ _ASSIGNMENT = re.compile(
     r"(?i)(?P<key>\b[A-Za-z0-9_\-]{0,64}(?:password|passwd|secret|api[_-]?key|access[_-]?key|"
     r"auth[_-]?token|token)[A-Za-z0-9_\-]{0,64}+)(?P<sep>\s*[=:]\s*[\"']?)(?P<val>[^\s\"',;&]{6,})"
 )
+#: ``_BUILTIN_HINTS`` regrouped for speed (``Redactor._clean``): each substring search costs about
+#: 0.8 us per KB while a one-character search (memchr) costs 0.07 us, so hints holding a rare
+#: character are only looked for when that character occurs, and families that share a
+#: prefix ("gh", "k_") are looked for as that prefix first. Same answer as testing each hint.
+_GATED_HINTS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("G", ("-----BEGIN ",)),
+    ("A", ("AKIA", "ASIA", "AIza")),
+    ("J", ("eyJ",)),
+)
+_PREFIXED_HINTS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("gh", ("ghp_", "gho_", "ghu_", "ghs_", "ghr_")),
+    ("k_", ("k_live_", "k_test_")),
+)
+#: (a long needle such as ``github_pat_`` is cheap: the search skips ahead by its length)
+_PLAIN_HINTS = ("sk-", "glpat-", "xox", "earer ", "github_pat_", "://")
 #: Cheap pre-check: most text has none of the keywords, so skip ``_ASSIGNMENT`` entirely.
 _ASSIGNMENT_KEYWORDS = ("passw", "secret", "key", "token")
 #: Literals every secret key (``_SECRET_KEY``) and assignment keyword contains, casefolded.
@@ -120,6 +136,36 @@ class Redactor:
             return value
         return self._walk(value, key)
 
+    def encode(self, value: dict[str, Any]) -> tuple[dict[str, Any], str]:
+        """Redact an event's ``data`` or ``metadata`` and return it with its canonical JSON.
+
+        The append path needs the canonical text anyway (it is stored and hashed), so the
+        pre-check runs on that text and the payload is encoded once; only a payload in
+        which some rule may fire is walked, and re-encoded if the walk changed it. The
+        value returned is ``value`` itself when nothing was redacted.
+        """
+        text = canonical_json(value)
+        if not self.enabled or not value or (self._hints is not None and self._clean(text)):
+            return value, text
+        redacted = self._walk(value, None)
+        if redacted == value:
+            return value, text
+        return redacted, canonical_json(redacted)
+
+    def _clean(self, text: str) -> bool:
+        """True when no builtin rule can fire in this JSON text of a value (see below)."""
+        for gate, hints in _GATED_HINTS:
+            if gate in text and any(h in text for h in hints):
+                return False
+        for prefix, hints in _PREFIXED_HINTS:
+            if prefix in text and any(h in text for h in hints):
+                return False
+        for h in _PLAIN_HINTS:
+            if h in text:
+                return False
+        folded = text.casefold()
+        return not any(k in folded for k in _KEY_KEYWORDS)
+
     def _nothing_to_redact(self, value: Any) -> bool:
         """True when no builtin rule can fire anywhere in ``value`` (the common case).
 
@@ -135,10 +181,7 @@ class Redactor:
             text = _DUMP(value)
         except (TypeError, ValueError, RecursionError):
             return False
-        if "://" in text or any(h in text for h in self._hints):
-            return False
-        folded = text.casefold()
-        return not any(k in folded for k in _KEY_KEYWORDS)
+        return self._clean(text)
 
     def _walk(self, value: Any, key: str | None) -> Any:
         if isinstance(value, str):

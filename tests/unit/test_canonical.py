@@ -91,3 +91,41 @@ def test_hash_covers_every_field() -> None:
         changed = dict(base, **{key: value})
         assert chain_hash(changed, None) != h, key
     assert json.loads(canonical_json(base))["version"] == 0
+
+
+def test_fast_canonical_json_is_byte_identical_to_json_dumps() -> None:
+    """``canonical_json`` calls the C encoder directly; it must equal ``json.dumps``."""
+    import random
+
+    rng = random.Random(7)
+
+    def value(depth: int = 0) -> object:
+        k = rng.random()
+        if depth < 3 and k < 0.3:
+            return {rng.choice(["a", "é", "z\n", "\"q", "1", "ß"]): value(depth + 1)
+                    for _ in range(rng.randint(0, 4))}
+        if depth < 3 and k < 0.45:
+            return [value(depth + 1) for _ in range(rng.randint(0, 3))]
+        return rng.choice([0, -3, 2.5, 1e300, True, False, None, "", "x\u2028y", "\x01", "😀"])
+
+    for _ in range(500):
+        v = {"v": value()}
+        assert canonical_json(v) == json.dumps(v, sort_keys=True, separators=(",", ":"),
+                                               ensure_ascii=False, allow_nan=False)
+    assert canonical_json({}) == "{}"
+    cyclic: dict[str, object] = {}
+    cyclic["self"] = cyclic
+    with pytest.raises(ValueError):
+        canonical_json(cyclic)
+    with pytest.raises(TypeError):
+        canonical_json({"x": object()})
+
+
+def test_format_ts_matches_strftime() -> None:
+    from datetime import timedelta, timezone
+
+    tz = timezone(timedelta(hours=-5, minutes=-30))
+    for ts in (datetime(2026, 1, 2, 3, 4, 5, 6, tzinfo=UTC), datetime(1, 1, 1, tzinfo=UTC),
+               datetime(999, 12, 31, 23, 59, 59, 999999, tzinfo=UTC),
+               datetime(2026, 6, 30, 22, 0, 0, 120, tzinfo=tz), datetime.max.replace(tzinfo=UTC)):
+        assert format_ts(ts) == ts.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")

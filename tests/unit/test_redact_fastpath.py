@@ -63,3 +63,34 @@ def test_plain_payload_is_returned_unchanged_and_custom_patterns_still_apply() -
     assert Redactor().redact(value) is value
     custom = Redactor([r"internal-\d{4}"])
     assert custom.redact({"o": "see internal-1234"}) == {"o": "see [REDACTED:custom-0]"}
+
+
+def test_regrouped_hints_are_exactly_the_builtin_hints() -> None:
+    """``Redactor._clean`` looks for the same literals as ``_BUILTIN_HINTS`` plus ``://``."""
+    from eventstore import redact
+
+    grouped: list[str] = list(redact._PLAIN_HINTS)
+    for gate, hints in redact._GATED_HINTS:
+        assert all(gate in h for h in hints)
+        grouped += hints
+    for prefix, hints in redact._PREFIXED_HINTS:
+        assert all(h.startswith(prefix) for h in hints)
+        grouped += hints
+    assert sorted(grouped) == sorted((*redact._BUILTIN_HINTS, "://"))
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_encode_agrees_with_the_full_walk_and_returns_canonical_text(seed: int) -> None:
+    from eventstore.canonical import canonical_json
+
+    rng = random.Random(100 + seed)
+    r = Redactor()
+    for _ in range(200):
+        value = {"data": _value(rng)}
+        if rng.random() < 0.1:
+            value[rng.choice(SECRET_KEYS)] = "s3cr3t-value"
+        out, text = r.encode(value)
+        assert out == r._walk(value, None)
+        assert text == canonical_json(out)
+        if out == value:
+            assert out is value
