@@ -139,3 +139,35 @@ async def copy_cmd(obj: Ctx, src_url: str, dst_url: str, batch_size: int, state_
                    f"NOT verified: mismatched streams {report.mismatches}")
     if not report.verified:
         sys.exit(1)
+
+
+@store.command("migrate")
+@click.argument("url", required=False)
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_obj
+@run_async
+async def migrate_cmd(obj: Ctx, url: str | None, as_json: bool) -> None:
+    """Apply pending schema migrations to a PostgreSQL store (default: the configured one).
+
+    Run it with a role that may create tables; the application can then use an
+    append-only role (docs/backends.md). Migrations are append-only SQL files.
+    """
+    from eventstore.errors import ConfigError
+
+    target = url or obj.store_url or obj.config().store_url()
+    if not target.startswith(("postgresql://", "postgres://")):
+        raise ConfigError(f"store migrate applies to PostgreSQL stores; {target.split('://')[0]}"
+                          ":// stores create their schema when opened")
+    try:
+        from eventstore.backends.postgres import migrate
+    except ImportError as exc:
+        raise ConfigError(f"PostgreSQL support is not installed: pip install "
+                          f"'orchestrail[postgres]' ({exc})") from None
+    applied = await migrate(target)
+    if as_json:
+        emit_json({"applied": applied})
+    elif applied:
+        for name in applied:
+            click.echo(f"applied {name}")
+    else:
+        click.echo("schema is up to date")

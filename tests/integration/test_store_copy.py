@@ -94,3 +94,19 @@ def test_cli_copy_then_verify_target(tmp_path: Path, pg_database: str) -> None:
     bad = subprocess.run([ORCHESTRAIL, "store", "copy", "sqlite:///missing.db", dst],
                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
     assert bad.returncode == 1 and "does not exist" in bad.stderr
+
+
+def test_cli_store_migrate(pg_database: str, tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ORCHESTRAIL_")}
+    url = with_schema(pg_database, new_schema())
+
+    def migrate(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([ORCHESTRAIL, *args], cwd=tmp_path, env=env,
+                              capture_output=True, text=True, timeout=60)
+
+    first = migrate("store", "migrate", url)
+    assert first.returncode == 0 and "applied 0001_events" in first.stdout
+    again = migrate("store", "migrate", url, "--json")
+    assert again.returncode == 0 and json.loads(again.stdout) == {"applied": []}
+    wrong = migrate("--store", "sqlite:///x.db", "store", "migrate")
+    assert wrong.returncode == 1 and "applies to PostgreSQL stores" in wrong.stderr
