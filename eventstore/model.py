@@ -163,6 +163,36 @@ class RecordedEvent(BaseModel):
         return json.dumps(self.to_json_dict(), ensure_ascii=False)
 
 
+_RECORDED_FIELDS = tuple(RecordedEvent.model_fields)
+_new_recorded = RecordedEvent.__new__
+_set = object.__setattr__
+
+
+def recorded_event(
+    id: str, stream: str, version: int, position: int, type: str, data: dict[str, Any],
+    metadata: dict[str, Any], actor: str, correlation_id: str | None,
+    causation_id: str | None, occurred_at: datetime, recorded_at: datetime,
+    prev_hash: str | None, hash: str,
+) -> RecordedEvent:
+    """``RecordedEvent.model_construct`` with every field given, at a quarter of its cost.
+
+    Backends build one per event written and per row read; ``model_construct`` loops over
+    the fields looking for aliases and defaults, which these always-complete values never
+    need. This sets exactly what it sets (a unit test compares the two), in field order.
+    """
+    m = _new_recorded(RecordedEvent)
+    _set(m, "__dict__", {
+        "id": id, "stream": stream, "version": version, "position": position, "type": type,
+        "data": data, "metadata": metadata, "actor": actor, "correlation_id": correlation_id,
+        "causation_id": causation_id, "occurred_at": occurred_at, "recorded_at": recorded_at,
+        "prev_hash": prev_hash, "hash": hash,
+    })
+    _set(m, "__pydantic_fields_set__", set(_RECORDED_FIELDS))
+    _set(m, "__pydantic_extra__", None)
+    _set(m, "__pydantic_private__", None)
+    return m
+
+
 class AppendResult(BaseModel):
     """Where an append landed. An idempotent retry returns the original result."""
 

@@ -60,6 +60,7 @@ from eventstore.model import (
     Query,
     RecordedEvent,
     StreamInfo,
+    recorded_event,
 )
 from eventstore.redact import Redactor
 from eventstore.retention import RETENTION_STREAM
@@ -231,11 +232,9 @@ class SQLiteStore(EventStore):
 
     def _decode(self, r: Any) -> RecordedEvent:
         try:
-            return RecordedEvent.model_construct(
-                position=r[0], id=r[1], stream=r[2], version=r[3], type=r[4], actor=r[5],
-                correlation_id=r[6], causation_id=r[7], occurred_at=parse_ts(r[8]),
-                recorded_at=parse_ts(r[9]), data=json.loads(r[10]),
-                metadata=json.loads(r[11]), prev_hash=r[12], hash=r[13],
+            return recorded_event(
+                r[1], r[2], r[3], r[0], r[4], json.loads(r[10]), json.loads(r[11]), r[5],
+                r[6], r[7], parse_ts(r[8]), parse_ts(r[9]), r[12], r[13],
             )
         except (ValueError, TypeError) as exc:
             raise StoreCorrupted(

@@ -93,3 +93,25 @@ def test_cost_uses_every_usage_field_and_family_prefixes() -> None:
 def test_unknown_price_is_none_not_zero() -> None:
     assert ModelCatalog().cost("my-local-model", Usage(input_tokens=5)) is None
     assert ModelCatalog().cost("claude-sonnet-5", Usage()) == 0.0
+
+
+def test_recorded_event_fast_constructor_equals_model_construct() -> None:
+    """``recorded_event`` bypasses ``model_construct``; the result must be the same model."""
+    from datetime import UTC, datetime
+
+    from eventstore.model import RecordedEvent, recorded_event
+
+    now = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)
+    fields = dict(id="e1", stream="s-1", version=2, position=7, type="tool.completed",
+                  data={"a": [1]}, metadata={}, actor="agent:x", correlation_id="r",
+                  causation_id=None, occurred_at=now, recorded_at=now, prev_hash=None,
+                  hash="ab" * 32)
+    fast = recorded_event(**fields)  # type: ignore[arg-type]
+    slow = RecordedEvent.model_construct(**fields)
+    assert fast == slow
+    assert repr(fast) == repr(slow)
+    assert fast.model_dump() == slow.model_dump()
+    assert fast.model_fields_set == slow.model_fields_set
+    assert fast.__pydantic_extra__ == slow.__pydantic_extra__
+    assert fast.__pydantic_private__ == slow.__pydantic_private__
+    assert fast.model_copy(update={"position": 8}).position == 8
