@@ -170,7 +170,7 @@ class AnthropicHandler(BaseHTTPRequestHandler):
     server_outer: AnthropicServer
     protocol_version = "HTTP/1.1"
 
-    def do_POST(self) -> None:  # noqa: N802 - http.server naming
+    def do_POST(self) -> None:
         outer = self.server_outer
         path = self.path.split("?", 1)[0]
         outer.paths.append(path)
@@ -257,7 +257,7 @@ class OpenAIHandler(BaseHTTPRequestHandler):
     server_outer: OpenAIServer
     protocol_version = "HTTP/1.1"
 
-    def do_POST(self) -> None:  # noqa: N802
+    def do_POST(self) -> None:
         outer = self.server_outer
         path = self.path.split("?", 1)[0]
         outer.paths.append(path)
