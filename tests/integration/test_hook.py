@@ -381,3 +381,76 @@ def test_init_claude_merges_without_losing_anything(tmp_path: Path) -> None:
     bad = init("--local")
     assert bad.returncode != 0 and "settings.local.json" in bad.stderr
     assert (claude_dir / "settings.local.json").read_text() == "{not json"
+
+
+# --------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def claude_bin() -> str:
+    from tests.fakes.claude_binary import ensure_claude_binary
+
+    try:
+        return ensure_claude_binary()
+    except Exception as exc:  # fail, never skip: CI must run this
+        pytest.fail(f"the claude binary is required for this test: {exc}")
+
+
+def test_real_claude_session_recorded_live_by_installed_hooks(claude_bin: str,
+                                                              tmp_path: Path) -> None:
+    """``init --claude`` in a fresh project; a real ``claude -p`` session writes a file,
+    runs an allowed command and is refused a disallowed one; the trail has all three."""
+    from tests.fakes.model_servers import AnthropicServer, Script, text, tool_use
+
+    ws, home = tmp_path / "ws", tmp_path / "home"
+    ws.mkdir()
+    home.mkdir()
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("ORCHESTRAIL_", "CLAUDE_", "ANTHROPIC_"))}
+    env["HOME"] = str(home)
+    init = subprocess.run([ORCHESTRAIL, "init", "--claude"], cwd=ws, env=env,
+                          capture_output=True, text=True, timeout=60)
+    assert init.returncode == 0, init.stderr
+    script = Script([
+        tool_use("Write", {"file_path": str(ws / "hello.py"), "content": "print('hi')\n"}),
+        tool_use("Bash", {"command": "echo built-ok", "description": "check"}),
+        tool_use("Bash", {"command": "rm -rf ./build", "description": "clean"}),
+        text("All done.")])
+    with AnthropicServer(script) as api:
+        env.update(ANTHROPIC_BASE_URL=api.url, ANTHROPIC_API_KEY="sk-test-hook-0000",
+                   CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC="1")
+        proc = subprocess.run(
+            [claude_bin, "-p", "create hello.py", "--output-format", "json",
+             "--allowedTools", "Write,Bash(echo:*)", "--model", "claude-haiku-4-5"],
+            cwd=ws, env=env, capture_output=True, text=True, timeout=240)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    result = json.loads(proc.stdout)
+    sid = result["session_id"]
+    assert [d["tool_input"]["command"] for d in result["permission_denials"]] == [
+        "rm -rf ./build"]
+    assert (ws / "hello.py").read_text() == "print('hi')\n"
+
+    evs = asyncio.run(read_all(f"sqlite:///{ws / '.orchestrail' / 'events.db'}"))
+    assert {e.correlation_id for e in evs} == {sid}
+    run = [e.type for e in evs if e.stream == f"run-{sid}"]
+    assert run == ["run.started", "run.finished"]
+    main = [e for e in evs if e.stream == f"session-{sid}"
+            and not e.type.startswith("claude.hook.")]
+    assert [e.type for e in main] == [
+        "agent.started", "prompt.submitted",
+        "tool.requested", "tool.completed",  # Write
+        "tool.requested", "tool.completed",  # Bash echo
+        "tool.requested", "tool.denied",     # Bash rm: refused, reconciled at Stop
+        "agent.finished"]
+    by_id = {e.id: e for e in evs}
+    write_req, write_done = main[2], main[3]
+    assert write_req.data["tool"] == "Write"
+    assert write_done.data["files"][0]["path"] == str(ws / "hello.py")
+    assert "built-ok" in main[5].data["output"]
+    denied = main[7]
+    assert denied.data["reconciled"] is True
+    assert denied.data["input"]["command"] == "rm -rf ./build"
+    assert denied.data["tool_use_id"] == result["permission_denials"][0]["tool_use_id"]
+    for outcome in (main[3], main[5], main[7]):
+        assert by_id[outcome.causation_id].data["tool_use_id"] == outcome.data["tool_use_id"]
+    assert main[-1].data["final_text"] == "All done."
+    assert not (ws / ".orchestrail" / "hook-spool.jsonl").exists()
+
