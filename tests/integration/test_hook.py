@@ -454,3 +454,24 @@ def test_real_claude_session_recorded_live_by_installed_hooks(claude_bin: str,
     assert main[-1].data["final_text"] == "All done."
     assert not (ws / ".orchestrail" / "hook-spool.jsonl").exists()
 
+
+
+def test_hook_path_imports_only_the_standard_library(tmp_path: Path) -> None:
+    """The start-up budget: no pydantic, click, PyYAML (no config here), aiosqlite,
+    structlog; the console script must dispatch ``hook`` before click is imported."""
+    probe = (
+        "import io, json, sys\n"
+        "sys.stdin = io.TextIOWrapper(io.BytesIO(sys.argv[1].encode()))\n"
+        "from orchestrator.entry import main\n"
+        "main(['hook'])\n"
+        "print(json.dumps(sorted(m.split('.')[0] for m in sys.modules)), file=sys.stderr)\n")
+    payload = json.dumps(common("PreToolUse", tool_name="Bash", tool_use_id="t1",
+                                tool_input={"command": "ls"}))
+    proc = subprocess.run([sys.executable, "-c", probe, payload], cwd=tmp_path,
+                          env=_env(tmp_path), capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0 and proc.stdout == "", proc.stderr
+    mods = set(json.loads(proc.stderr.strip().splitlines()[-1]))
+    assert "sqlite3" in mods  # it really appended
+    assert not mods & {"pydantic", "click", "yaml", "aiosqlite", "structlog", "asyncio",
+                       "dataclasses", "inspect"}
+    assert [e.type for e in events(tmp_path)] == ["tool.requested"]
