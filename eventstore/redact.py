@@ -61,10 +61,9 @@ _GATED_HINTS: tuple[tuple[str, tuple[str, ...]], ...] = (
 )
 _PREFIXED_HINTS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("gh", ("ghp_", "gho_", "ghu_", "ghs_", "ghr_")),
-    ("k_", ("k_live_", "k_test_")),
 )
 #: (a long needle such as ``github_pat_`` is cheap: the search skips ahead by its length)
-_PLAIN_HINTS = ("sk-", "glpat-", "xox", "earer ", "github_pat_", "://")
+_PLAIN_HINTS = ("sk-", "glpat-", "xox", "earer ", "github_pat_", "k_live_", "k_test_")
 #: Cheap pre-check: most text has none of the keywords, so skip ``_ASSIGNMENT`` entirely.
 _ASSIGNMENT_KEYWORDS = ("passw", "secret", "key", "token")
 #: Literals every secret key (``_SECRET_KEY``) and assignment keyword contains, casefolded.
@@ -163,6 +162,8 @@ class Redactor:
         for h in _PLAIN_HINTS:
             if h in text:
                 return False
+        if "@" in text and "://" in text:  # a password in a URL needs both (_URL_PASSWORD)
+            return False
         folded = text.casefold()
         return not any(k in folded for k in _KEY_KEYWORDS)
 

@@ -15,7 +15,7 @@ the next transaction takes all of them (up to ``MAX_GROUP``), plans each against
 the earlier ones leave (so one append's ``WrongExpectedVersion`` fails only that append),
 inserts all their rows at once and pays for one COMMIT, which is one fsync of the WAL
 with ``synchronous=FULL``. A lone append is written at once; it never waits for company.
-Statements per group stay constant (ids, heads, sequence, insert), not per append.
+Statements per group stay constant (heads, sequence, insert), not per append.
 
 Across processes, ``BEGIN IMMEDIATE`` takes SQLite's write lock up front (waiting up to
 ``busy_timeout``), so the head read, the expected-version check and the insert happen
@@ -117,8 +117,17 @@ def read_heads(conn: sqlite3.Connection, streams: Sequence[str]) -> dict[str, He
 
 def plan_group(conn: sqlite3.Connection, group: Sequence[AppendJob]
                ) -> tuple[list[AppendResult | BaseException], list[tuple[Any, ...]]]:
-    """Plan every append of a group in order; return the outcomes and the rows to insert."""
-    existing = read_existing(conn, [e.id for job in group for e in job.events])
+    """Plan every append of a group in order; return the outcomes and the rows to insert.
+
+    Optimistic about ids: it does not look up whether the batch's ids are already stored
+    (a retry or a duplicate is rare, and the lookup cost about 1 us per event). An append
+    whose plan fails is planned again with its stored ids looked up (a retry with an
+    expected version fails the version check otherwise). One that plans fine but holds a
+    stored id fails the insert on the unique index, and ``Writer._write_group`` then
+    redoes the group the careful way, which looks every id up (idempotent result or
+    ``DuplicateEventId``). Ids repeated within the group are tracked here.
+    """
+    existing: dict[str, Existing] = {}
     heads = read_heads(conn, list(dict.fromkeys(job.stream for job in group)))
     position = read_sequence(conn) + 1
     now = datetime.now(UTC)
@@ -127,8 +136,17 @@ def plan_group(conn: sqlite3.Connection, group: Sequence[AppendJob]
     for job in group:
         mine = {e.id: existing[e.id] for e in job.events if e.id in existing}
         try:
-            plan = plan_append(job.stream, job.events, job.expected, heads.get(job.stream),
-                               mine, now)
+            try:
+                plan = plan_append(job.stream, job.events, job.expected,
+                                   heads.get(job.stream), mine, now)
+            except StoreError:
+                # A retry of a stored append fails its version check when its ids are not
+                # known: look them up (only now, on this rare path) and decide again.
+                stored = read_existing(conn, [e.id for e in job.events])
+                if not stored:
+                    raise
+                plan = plan_append(job.stream, job.events, job.expected,
+                                   heads.get(job.stream), {**stored, **mine}, now)
         except StoreError as exc:
             outcomes.append(exc)
             continue
@@ -220,14 +238,15 @@ class Writer:
                      ) -> list[AppendResult | BaseException]:
         """One transaction, one commit, for the whole group.
 
-        Fast path: read every id and stream head the group needs in two statements, plan
-        each append in order against the state the earlier ones leave (in Python), and
-        insert all rows with one ``executemany``. An append that fails its plan
-        (``WrongExpectedVersion``, ``DuplicateEventId``) contributes no rows, so it cannot
-        affect the others, and nothing is written before every plan is made. Should the
-        insert still fail on a constraint (it cannot while we hold the write lock, unless
-        the file was changed behind our back), the group is redone the careful way: each
-        append in its own SAVEPOINT, so only the offending append fails.
+        Fast path: read every stream head the group needs in one statement, plan each
+        append in order against the state the earlier ones leave (in Python), and insert
+        all rows with one ``executemany``. An append that fails its plan
+        (``WrongExpectedVersion``, ``DuplicateEventId`` within the group) contributes no
+        rows, so it cannot affect the others, and nothing is written before every plan is
+        made. Should the insert fail on a constraint (an id that is already stored: a
+        retry or a duplicate, see ``plan_group``), the group is redone the careful way:
+        each append in its own SAVEPOINT, reading which of its ids exist, so a retry gets
+        its original result and only an offending append fails.
         """
         try:
             conn.execute("BEGIN IMMEDIATE")
@@ -239,8 +258,7 @@ class Writer:
                 if params:
                     conn.executemany(INSERT_SQL, params)
             except sqlite3.IntegrityError:
-                if len(group) == 1:
-                    raise
+                # an id already stored (retry, duplicate), or the file changed behind us
                 conn.execute("ROLLBACK")
                 conn.execute("BEGIN IMMEDIATE")
                 outcomes = self._one_by_one(conn, group)
