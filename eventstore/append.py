@@ -15,7 +15,7 @@ from typing import Any, NamedTuple
 from eventstore.canonical import (
     actor_problem,
     canonical_json,
-    chain_hash_parts,
+    chain_hash_row,
     format_ts,
     type_problem,
 )
@@ -168,19 +168,8 @@ def build_rows(
             data_json = canonical_json(e.data)
             meta_json = canonical_json(e.metadata)
         occ_text = format_ts(e.occurred_at)
-        h = chain_hash_parts(
-            id=e.id,
-            stream=stream,
-            version=version,
-            type=e.type,
-            data_json=data_json,
-            metadata_json=meta_json,
-            actor=e.actor,
-            correlation_id=e.correlation_id,
-            causation_id=e.causation_id,
-            occurred_at=occ_text,
-            prev_hash=prev,
-        )
+        h = chain_hash_row(e.id, stream, version, e.type, data_json, meta_json, e.actor,
+                           e.correlation_id, e.causation_id, occ_text, prev)
         rows.append(  # positional: this runs once per event (same order as the fields)
             Row(
                 e.id, stream, version, e.type, e.data, e.metadata, data_json, meta_json,

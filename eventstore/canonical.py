@@ -203,11 +203,30 @@ def chain_hash_parts(
     keys are written in sorted order by hand, so the result is byte-identical to
     ``canonical_json`` of the full document (a unit test holds the two together).
     """
+    return chain_hash_row(id, stream, version, type, data_json, metadata_json, actor,
+                          correlation_id, causation_id, occurred_at, prev_hash)
+
+
+def chain_hash_row(
+    id: str, stream: str, version: int, type: str, data_json: str, metadata_json: str,
+    actor: str, correlation_id: str | None, causation_id: str | None, occurred_at: str,
+    prev_hash: str | None,
+) -> str:
+    """``chain_hash_parts`` with positional arguments, for the append loop (once per event).
+
+    Keyword passing and the eight ``_s`` calls were a third of the cost of building the
+    document; the same bytes are produced (``_s`` inlined as a conditional expression).
+    """
+    e = _encode_str
     doc = (
-        f'{{"actor":{_s(actor)},"causation_id":{_s(causation_id)},'
-        f'"correlation_id":{_s(correlation_id)},"data":{data_json},"id":{_s(id)},'
-        f'"metadata":{metadata_json},"occurred_at":{_s(occurred_at)},'
-        f'"prev_hash":{_s(prev_hash)},"stream":{_s(stream)},"type":{_s(type)},'
-        f'"version":{int(version)}}}'
+        f'{{"actor":{"null" if actor is None else e(actor)},'
+        f'"causation_id":{"null" if causation_id is None else e(causation_id)},'
+        f'"correlation_id":{"null" if correlation_id is None else e(correlation_id)},'
+        f'"data":{data_json},"id":{"null" if id is None else e(id)},'
+        f'"metadata":{metadata_json},'
+        f'"occurred_at":{"null" if occurred_at is None else e(occurred_at)},'
+        f'"prev_hash":{"null" if prev_hash is None else e(prev_hash)},'
+        f'"stream":{"null" if stream is None else e(stream)},'
+        f'"type":{"null" if type is None else e(type)},"version":{int(version)}}}'
     )
     return _sha256(doc.encode("utf-8")).hexdigest()
