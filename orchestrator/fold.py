@@ -51,7 +51,9 @@ def _add_usage(into: dict[str, int], usage: Any) -> None:
     if not isinstance(usage, dict):
         return
     for key, value in usage.items():
-        if isinstance(value, int | float) and not isinstance(value, bool):
+        if type(value) is int:  # the common case, without the float/bool checks
+            into[key] = into.get(key, 0) + value
+        elif isinstance(value, float):
             into[key] = into.get(key, 0) + int(value)
 
 
@@ -238,31 +240,38 @@ class RunState:
     # -- applying events -------------------------------------------------------------------
     def apply(self, ev: RecordedEvent) -> None:
         """Fold one event. Must be called in position order; never raises on content."""
-        if ev.type == "retention.applied":
+        type_ = ev.type
+        if type_ == "retention.applied":
             self.note_retention(ev)
             return
         self.events += 1
-        self.last_position = max(self.last_position, ev.position)
+        if ev.position > self.last_position:
+            self.last_position = ev.position
         at = ev.occurred_at
         if self.first_at is None or at < self.first_at:
             self.first_at = at
         if self.last_at is None or at > self.last_at:
             self.last_at = at
-        data = ev.data if isinstance(ev.data, dict) else {}
+        data = ev.data
+        if type(data) is not dict:
+            data = {}
         stream = ev.stream
-        handler = _HANDLERS.get(ev.type)
+        handler = _HANDLERS.get(type_)
         if stream.startswith("session-"):
-            s = self._session(stream[8:])
+            sid = stream[8:]
+            s = self.sessions.get(sid)
+            if s is None:
+                s = self.sessions[sid] = Session(sid)
             s.seen = True
             s.events += 1
-            if handler is not None and handler[0] == "session":
+            if handler is None:
+                s.other.append(_other(ev))
+                return
+            if handler[0] == "session":
                 try:
                     handler[1](self, s, ev, data)
-                    return
                 except (TypeError, ValueError, KeyError, AttributeError):
-                    pass  # a shape we do not understand: keep it as "other"
-            if handler is None or handler[0] == "session":
-                s.other.append(_other(ev))
+                    s.other.append(_other(ev))  # a shape we do not understand
                 return
         elif stream.startswith("run-"):
             self.has_run_stream = True
@@ -410,9 +419,9 @@ class RunState:
             if s.finished_at is None and finished:
                 out.append({"where": stream, "reason": "the run finished but the session has "
                             "no agent.finished or agent.failed"})
-            for t in s.turns.values():
-                if t.status == "pending" and s.finished_at is not None:
-                    out.append({"where": f"{stream} turn {t.number}",
+            for turn in s.turns.values():
+                if turn.status == "pending" and s.finished_at is not None:
+                    out.append({"where": f"{stream} turn {turn.number}",
                                 "reason": "model.called with no model.responded or "
                                 "model.failed"})
             for tc in s.tool_calls.values():

@@ -21,6 +21,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "store": ("orchestrator.cli.store:store", "Store administration: info, retention, copy, migrate."),
     "agents": ("orchestrator.cli.agents:agents", "List, show and validate subagent definitions."),
     "task": ("orchestrator.cli.tasks:task", "The backlog: add, list, show, ready, import tasks."),
+    "runs": ("orchestrator.cli.runs:runs", "List runs, newest first."),
+    "replay": ("orchestrator.cli.replay:replay", "Rebuild a run from its events (no execution)."),
     "hook": ("orchestrator.cli.hook:hook", "Record a Claude Code hook event (stdin JSON)."),
 }
 
