@@ -435,8 +435,9 @@ class RunState:
             over = s.finished_at is not None or self.finished_at is not None
             for tc in s.tool_calls.values():
                 if tc.decision == "pending" and tc.completed_at is None:
+                    # while the session runs, a call without an outcome is just pending
                     tc.incomplete = ("tool.requested with no tool.completed or tool.denied"
-                                     + (" (the session ended without it)" if over else ""))
+                                     " (the session ended without it)" if over else None)
                 elif tc.requested_at is None:
                     tc.incomplete = "outcome recorded without its tool.requested"
                 else:
