@@ -45,17 +45,17 @@ CALL_KEYS = {"tool_use_id", "tool", "turn", "status", "position", "requested_at"
              "incomplete"}
 
 
-def sample_events() -> list[NewEvent]:
+def sample_events() -> list[tuple[str, NewEvent]]:
     out = []
     for line in SAMPLE.read_text().splitlines():
         obj = json.loads(line)
         obj.pop("stream")
         out.append((json.loads(line)["stream"], NewEvent(**obj)))
-    return out  # type: ignore[return-value]
+    return out
 
 
 async def load_sample(store: EventStore) -> None:
-    for stream, ev in sample_events():  # type: ignore[misc]
+    for stream, ev in sample_events():
         await store.append(stream, [ev])
 
 
@@ -276,7 +276,7 @@ async def test_retention_removed_session_is_marked_incomplete(tmp_path: Path) ->
                                             actor="orchestrator", correlation_id=r,
                                             occurred_at=old)])
     later = datetime.now(UTC) + timedelta(days=30)  # retention ages by recorded_at
-    report = await store.apply_retention(RetentionPolicy(max_age="7d", keep=("run-",)),
+    report = await store.apply_retention(RetentionPolicy(max_age=timedelta(days=7), keep=("run-",)),
                                          dry_run=False, now=later)
     assert [x.stream for x in report.removed] == ["session-gone"]
     doc = (await load_run(store, r)).to_dict()
