@@ -8,11 +8,12 @@ silently missing.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import gc
 import json
 import sys
-from collections.abc import Iterator
+from collections.abc import AsyncGenerator, Iterator
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -48,18 +49,30 @@ def run_query(run_id: str, types: tuple[str, ...]) -> Query:
 async def load_run(store: EventStore, run_id: str, *, at: int | datetime | None = None,
                    types: tuple[str, ...] = ()) -> RunState:
     """Read and fold one run (as of ``at``); the retention records are always applied."""
-    from eventstore.retention import RETENTION_STREAM
     from orchestrator.fold import RunState
 
     state = RunState(run_id)
     apply = state.apply
-    async for ev in store.read(run_query(run_id, types)):
-        if isinstance(at, int):
-            if ev.position > at:
+    async with contextlib.aclosing(_pages(store, run_query(run_id, types))) as pages:
+        async for page in pages:
+            if isinstance(at, int) and page and page[-1].position > at:
+                for ev in page:
+                    if ev.position <= at:
+                        apply(ev)
                 break
-        elif at is not None and ev.occurred_at > at:
-            continue
-        apply(ev)
+            if at is None or isinstance(at, int):
+                for ev in page:
+                    apply(ev)
+            else:
+                for ev in page:
+                    if ev.occurred_at <= at:
+                        apply(ev)
+    return await _with_retention(store, state)
+
+
+async def _with_retention(store: EventStore, state: RunState) -> RunState:
+    from eventstore.retention import RETENTION_STREAM
+
     async for ev in store.read_stream(RETENTION_STREAM):
         state.note_retention(ev)
     return state
@@ -98,6 +111,29 @@ def dumps(doc: dict[str, Any]) -> str:
     except ImportError:
         return json.dumps(doc, ensure_ascii=False, default=str)
     return orjson.dumps(doc, default=str).decode()
+
+
+async def _pages(store: EventStore, query: Query,
+                 size: int = 2000) -> AsyncGenerator[list[RecordedEvent], None]:
+    """Pages of the query, the next one read while the caller folds this one.
+
+    The store's SQL step runs off the event loop (a driver thread or the network), so
+    asking for page N+1 before folding page N overlaps the two.
+    """
+    after: int | None = None
+    pending = asyncio.ensure_future(store.read_page(query, after=after, limit=size))
+    try:
+        while True:
+            page = await pending
+            if page.next_cursor is not None:
+                pending = asyncio.ensure_future(
+                    store.read_page(query, after=page.next_cursor, limit=size))
+            yield page.events
+            if page.next_cursor is None:
+                return
+    finally:
+        if not pending.done():
+            pending.cancel()
 
 
 def filter_agent(doc: dict[str, Any], agent: str) -> dict[str, Any]:
