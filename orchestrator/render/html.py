@@ -11,6 +11,9 @@ from typing import Any
 
 from orchestrator.render.text import walk
 
+#: Characters of one detail line shown without --full (keeps a 100k-event page small).
+LIMIT = 1000
+
 _CSS = """
 body{font:14px/1.45 system-ui,sans-serif;margin:2em;color:#222;background:#fff}
 details{margin-left:1.2em;border-left:2px solid #ddd;padding-left:.6em}
@@ -35,7 +38,7 @@ def render_html(doc: dict[str, Any], *, full: bool = False) -> str:
         out.append(f"<details{opened}><summary class=\"{html.escape(status)}\">"
                    f"{html.escape(head)}</summary>")
         for d in details:
-            text = d if full or len(d) <= 4000 else d[:4000] + f"… ({len(d):,} chars)"
+            text = d if full or len(d) <= LIMIT else d[:LIMIT] + f"… ({len(d):,} chars)"
             out.append(f"<div class=d>{html.escape(text)}</div>")
         depth_open.append(depth)
     out.extend("</details>" for _ in depth_open)
