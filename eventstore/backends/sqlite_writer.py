@@ -201,7 +201,10 @@ class Writer:
         self._queue.append(AppendJob(stream, events, expected, future))
         if self._flusher is None:
             self._flusher = asyncio.create_task(self._flush())
-        return await asyncio.shield(future)
+        # No ``asyncio.shield`` (an extra future and loop hop per append): a cancelled
+        # caller cancels only this future, which the flusher then leaves alone; the
+        # append itself goes ahead either way, as it did with shield.
+        return await future
 
     async def _flush(self) -> None:
         try:
@@ -219,9 +222,11 @@ class Writer:
                 top = 0
                 for job, outcome in zip(group, outcomes, strict=True):
                     if isinstance(outcome, BaseException):
-                        job.future.set_exception(outcome)
+                        if not job.future.done():
+                            job.future.set_exception(outcome)
                     else:
-                        job.future.set_result(outcome)
+                        if not job.future.done():
+                            job.future.set_result(outcome)
                         top = max(top, outcome.last_position)
                 if top and self.on_commit is not None:
                     self.on_commit(top)
