@@ -18,7 +18,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "init": ("orchestrator.cli.init:init", "Create orchestrail.yaml and ignore .orchestrail/."),
     "events": ("orchestrator.cli.events:events", "Append, query, tail and verify events."),
     "verify": ("orchestrator.cli.events:verify", "Check every hash chain in the store."),
-    "store": ("orchestrator.cli.store:store", "Store administration: info, retention, copy, migrate."),
+    "store": ("orchestrator.cli.store:store", "Store info, retention, copy, migrate."),
     "agents": ("orchestrator.cli.agents:agents", "List, show and validate subagent definitions."),
     "task": ("orchestrator.cli.tasks:task", "The backlog: add, list, show, ready, import tasks."),
     "runs": ("orchestrator.cli.runs:runs", "List runs, newest first."),
