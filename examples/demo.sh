@@ -32,6 +32,10 @@ say "git status --short   # what the agent changed"
 git status --short
 say "orchestrail events query --run demo-run --type 'tool.*'"
 "$orch" events query --run demo-run --type 'tool.*' --limit 50
+say "orchestrail runs"
+"$orch" runs
+say "orchestrail replay --last   # the run rebuilt from its events alone"
+"$orch" replay --last
 say "orchestrail events query --type tool.denied --json"
 "$orch" events query --type tool.denied --json
 say "orchestrail verify"
@@ -42,6 +46,7 @@ Everything above is in $work/.orchestrail/events.db (SQLite). Look next:
   cd $work && $orch events query --all           # every event, in commit order
   cd $work && $orch events tail --from-start     # follow the trail live (Ctrl-C to stop)
   cd $work && $orch task show story-4-2.t1       # a task and its history
+  cd $work && $orch replay --last --format html -o run.html   # one self-contained page
 Tamper with it and verify names the event:
   sqlite3 $work/.orchestrail/events.db "DROP TRIGGER events_no_update; UPDATE events SET data='{}' WHERE type='tool.denied'"
   cd $work && $orch verify
