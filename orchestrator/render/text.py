@@ -122,6 +122,15 @@ def _session(sessions: dict[str, dict[str, Any]], sid: str, depth: int, full: bo
                 f"  {turn['stop_reason'] or '-'}  {tokens(turn['usage'])}")
         if turn["retries"]:
             line += f"  retries {turn['retries']}"
+        # the calls' outcomes on the turn's own line, so a collapsed turn still shows a denial
+        outcomes = [c["status"] for c in turn["tool_calls"]]
+        if outcomes:
+            line += "  " + "  ".join(f"{_MARK[c['status']]} {c['tool']}"
+                                     for c in turn["tool_calls"])
+            for worst in ("denied", "error"):
+                if worst in outcomes:
+                    st = worst
+                    break
         extra = []
         for a in turn["attempts"]:
             if a.get("error"):
@@ -141,8 +150,11 @@ def _session(sessions: dict[str, dict[str, Any]], sid: str, depth: int, full: bo
         yield from _session(sessions, child, depth + 1, full, shown)
 
 
+_MARK = {"ok": "✓", "error": "✗", "denied": "⊘", "pending": "…"}
+
+
 def _call(c: dict[str, Any], depth: int, full: bool) -> tuple[int, str, str, list[str]]:
-    mark = {"ok": "✓", "error": "✗", "denied": "⊘", "pending": "…"}[c["status"]]
+    mark = _MARK[c["status"]]
     line = f"{mark} {c['tool']}  {c['status']}"
     if c["duration_ms"] is not None:
         line += f"  {secs(c['duration_ms'])}"
