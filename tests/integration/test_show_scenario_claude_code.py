@@ -10,8 +10,6 @@ surviving is part of the proof.
 
 from __future__ import annotations
 
-import shutil
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -23,8 +21,7 @@ from agents.providers.claude_code import ClaudeCodeRunner
 from eventstore.urls import open_store
 from tests.fakes.claude_binary import ensure_claude_binary
 from tests.fakes.model_servers import AnthropicServer, Script, text, tool_use
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.scenario import STEPS, health_repo
 
 
 @pytest.fixture(scope="module")
@@ -37,17 +34,7 @@ def claude_bin() -> str:
 
 @pytest.fixture
 def repo(tmp_path: Path) -> Path:
-    """The example app under git, with the example subagent."""
-    repo = tmp_path / "repo"
-    (repo / ".claude" / "agents").mkdir(parents=True)
-    shutil.copy(ROOT / "examples/health-app/app.py", repo / "app.py")
-    shutil.copy(ROOT / "examples/agents/backend-implementer.md",
-                repo / ".claude/agents/backend-implementer.md")
-    git = ["git", "-c", "user.email=t@example.com", "-c", "user.name=t"]
-    subprocess.run(["git", "init", "-q"], cwd=repo, check=True)
-    subprocess.run([*git, "add", "-A"], cwd=repo, check=True)
-    subprocess.run([*git, "commit", "-qm", "init"], cwd=repo, check=True)
-    return repo
+    return health_repo(tmp_path)
 
 
 async def test_show_scenario_with_the_real_claude_binary(
@@ -95,15 +82,7 @@ async def test_show_scenario_with_the_real_claude_binary(
     assert (repo / "tests" / "test_health.py").is_file()
     steps = [(e.type, e.data.get("tool")) for e in events
              if e.type.startswith(("tool.", "agent."))]
-    assert steps == [
-        ("agent.started", None),
-        ("tool.requested", "Read"), ("tool.completed", "Read"),
-        ("tool.requested", "Edit"), ("tool.completed", "Edit"),
-        ("tool.requested", "Write"), ("tool.completed", "Write"),
-        ("tool.requested", "Bash"), ("tool.completed", "Bash"),
-        ("tool.requested", "Bash"), ("tool.denied", "Bash"),
-        ("tool.requested", "Bash"), ("tool.denied", "Bash"),
-        ("agent.finished", None)], steps
+    assert steps == STEPS, steps
     pytest_run = [e for e in events if e.type == "tool.completed"][3]
     assert pytest_run.data["is_error"] is False and "1 passed" in str(pytest_run.data["output"])
     assert all(e.correlation_id == "run-cc-show" for e in events)

@@ -5,8 +5,6 @@ scripted model servers, recorded in a real SQLite store."""
 
 from __future__ import annotations
 
-import shutil
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -21,8 +19,7 @@ from agents.providers.anthropic import AnthropicProvider
 from agents.providers.openai import OpenAIProvider
 from eventstore.urls import open_store
 from tests.fakes.model_servers import AnthropicServer, OpenAIServer, Script, text
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.scenario import ROOT, STEPS, health_repo
 
 
 def scripted_turns() -> list[dict[str, Any]]:
@@ -43,16 +40,7 @@ def scripted_turns() -> list[dict[str, Any]]:
 
 @pytest.fixture
 def repo(tmp_path: Path) -> Path:
-    repo = tmp_path / "repo"
-    (repo / ".claude" / "agents").mkdir(parents=True)
-    shutil.copy(ROOT / "examples/health-app/app.py", repo / "app.py")
-    shutil.copy(ROOT / "examples/agents/backend-implementer.md",
-                repo / ".claude/agents/backend-implementer.md")
-    git = ["git", "-c", "user.email=t@example.com", "-c", "user.name=t"]
-    subprocess.run(["git", "init", "-q"], cwd=repo, check=True)
-    subprocess.run([*git, "add", "-A"], cwd=repo, check=True)
-    subprocess.run([*git, "commit", "-qm", "init"], cwd=repo, check=True)
-    return repo
+    return health_repo(tmp_path)
 
 
 @pytest.mark.parametrize("provider_name,stream", [
@@ -86,15 +74,7 @@ async def test_show_scenario_over_the_wire(repo: Path, tmp_path: Path,
         await store.close()
     steps = [(e.type, e.data.get("tool")) for e in events
              if e.type.startswith(("tool.", "agent."))]
-    assert steps == [
-        ("agent.started", None),
-        ("tool.requested", "Read"), ("tool.completed", "Read"),
-        ("tool.requested", "Edit"), ("tool.completed", "Edit"),
-        ("tool.requested", "Write"), ("tool.completed", "Write"),
-        ("tool.requested", "Bash"), ("tool.completed", "Bash"),
-        ("tool.requested", "Bash"), ("tool.denied", "Bash"),
-        ("tool.requested", "Bash"), ("tool.denied", "Bash"),
-        ("agent.finished", None)]
+    assert steps == STEPS
     assert events[0].data["provider"] == provider_name
     assert all(e.causation_id == events[0].id and e.correlation_id == "run-wire"
                for e in events[1:])
