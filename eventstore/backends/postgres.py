@@ -292,6 +292,20 @@ class PostgresStore(EventStore):
             return plan
         return result_of(stream, plan, first)
 
+    async def _begin_and_lock(self, conn: psycopg.AsyncConnection[Any]) -> int:
+        """Open the append transaction and take the head-row lock; return the head position.
+
+        The lock serializes appends, so positions are assigned in commit order."""
+        cur = await conn.execute(_BEGIN_AND_LOCK)
+        cur.nextset()
+        head_row = await cur.fetchone()
+        if head_row is None:
+            raise StoreUnavailable(
+                f"PostgreSQL store {self.url}: the {HEAD_TABLE} row is missing "
+                "(was the table edited by hand?)"
+            )
+        return int(head_row[0])
+
     async def _write(
         self,
         conn: psycopg.AsyncConnection[Any],
@@ -306,15 +320,7 @@ class PostgresStore(EventStore):
         with the transaction-local setting the append-only trigger lets through.
         """
         try:
-            cur = await conn.execute(_BEGIN_AND_LOCK)
-            cur.nextset()
-            head_row = await cur.fetchone()
-            if head_row is None:
-                raise StoreUnavailable(
-                    f"PostgreSQL store {self.url}: the {HEAD_TABLE} row is missing "
-                    "(was the table edited by hand?)"
-                )
-            head_position = int(head_row[0])
+            head_position = await self._begin_and_lock(conn)
             cur = await conn.execute(_READS, {"stream": stream, "ids": [e.id for e in events]})
             head: Head | None = None
             existing: dict[str, Existing] = {}
@@ -368,13 +374,7 @@ class PostgresStore(EventStore):
                 "commit: retry the same events, the retry is idempotent)")
         async with self._conn(what) as conn:
             try:
-                cur = await conn.execute(_BEGIN_AND_LOCK)
-                cur.nextset()
-                head_row = await cur.fetchone()
-                if head_row is None:
-                    raise StoreUnavailable(
-                        f"PostgreSQL store {self.url}: the {HEAD_TABLE} row is missing")
-                head_position = int(head_row[0])
+                head_position = await self._begin_and_lock(conn)
                 cur = await conn.execute(_READS_MANY, {
                     "streams": sorted({s for s, _, _ in batches}),
                     "ids": [e.id for _, evs, _ in batches for e in evs]})
