@@ -110,7 +110,8 @@ def dumps(doc: dict[str, Any]) -> str:
         import orjson
     except ImportError:
         return json.dumps(doc, ensure_ascii=False, default=str)
-    return orjson.dumps(doc, default=str).decode()
+    encoded: bytes = orjson.dumps(doc, default=str)
+    return encoded.decode()
 
 
 async def _pages(store: EventStore, query: Query,
