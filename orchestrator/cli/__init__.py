@@ -24,6 +24,13 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "runs": ("orchestrator.cli.runs:runs", "List runs, newest first."),
     "replay": ("orchestrator.cli.replay:replay", "Rebuild a run from its events (no execution)."),
     "hook": ("orchestrator.cli.hook:hook", "Record a Claude Code hook event (stdin JSON)."),
+    "run": ("orchestrator.cli.run:run", "Dispatch the backlog's ready tasks to their agents."),
+    "resume": ("orchestrator.cli.resume:resume", "Finish a run that crashed or was stopped."),
+    "worker": ("orchestrator.cli.worker:worker", "Claim and work tasks from a shared store."),
+    "rerun": ("orchestrator.cli.rerun:rerun", "Execute a run again from its recorded turns."),
+    "diff": ("orchestrator.cli.diff:diff", "Where two runs of the same work differ."),
+    "audit": ("orchestrator.cli.audit:audit", "A review report: Markdown, JSON or HTML."),
+    "import": ("orchestrator.cli.import_:import_", "Import Claude Code transcripts."),
 }
 
 
