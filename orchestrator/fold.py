@@ -182,6 +182,13 @@ class Session:
     budget: Any = None
     definition_hash: str | None = None
     allowed_tools: list[Any] | None = None
+    #: what agent.started recorded of the definition (audit: tools used versus allowed)
+    tool_rules: list[Any] | None = None
+    disallowed_tools: list[Any] | None = None
+    permission_mode: str | None = None
+    definition_source: str | None = None
+    #: ``workspace.diff`` events: the patch the session left in its workspace
+    diffs: list[dict[str, Any]] = field(default_factory=list)
     turns: dict[int, Turn] = field(default_factory=dict)
     tool_calls: dict[str, ToolCall] = field(default_factory=dict)
     other: list[dict[str, Any]] = field(default_factory=list)
@@ -235,6 +242,7 @@ class RunState:
         self.last_position = 0
         self.has_run_stream = False
         self.removed: dict[str, dict[str, Any]] = {}  # stream -> retention record summary
+        self.diffs: list[dict[str, Any]] = []  # workspace.diff naming no session of this run
         self.newest_unknown_fields = False
 
     # -- applying events -------------------------------------------------------------------
@@ -275,12 +283,14 @@ class RunState:
                 return
         elif stream.startswith("run-"):
             self.has_run_stream = True
-        if handler is not None and handler[0] == "run":
-            try:
-                handler[1](self, None, ev, data)
-                return
-            except (TypeError, ValueError, KeyError, AttributeError):
-                pass
+        if handler is not None:
+            fn = handler[1] if handler[0] == "run" else _RUN_HANDLERS.get(type_)
+            if fn is not None:
+                try:
+                    fn(self, None, ev, data)
+                    return
+                except (TypeError, ValueError, KeyError, AttributeError):
+                    pass
         self.other.append(_other(ev))
 
     def note_retention(self, ev: RecordedEvent) -> None:
@@ -478,6 +488,9 @@ class RunState:
                 "cost_usd": s.effective_cost(), "final_text": s.final_text,
                 "error": s.error, "error_kind": s.error_kind, "budget": s.budget,
                 "definition_hash": s.definition_hash, "allowed_tools": s.allowed_tools,
+                "tool_rules": s.tool_rules, "disallowed_tools": s.disallowed_tools,
+                "permission_mode": s.permission_mode,
+                "workspace_diffs": [diff_dict(d, max_chars) for d in s.diffs],
                 "events": s.events,
                 "turns": [t.to_dict(calls_by_turn.get(t.number, []), max_chars)
                           for t in s.turns.values()],
@@ -507,8 +520,17 @@ class RunState:
             "tasks": tasks,
             "sessions": sessions,
             "other": self.other,
+            "workspace_diffs": [diff_dict(d, max_chars) for d in self.diffs],
             "incomplete": incomplete,
         }
+
+    def _workspace_diff(self, _: Session | None, ev: RecordedEvent, d: dict[str, Any]) -> None:
+        """A ``workspace.diff`` on the run stream: hang it on the session it names."""
+        sid = d.get("session_id")
+        if isinstance(sid, str) and sid:
+            self._session(sid).diffs.append(_diff(ev, d))
+        else:
+            self.diffs.append(_diff(ev, d))
 
 
 # -- session-level handlers (module functions: a dict lookup, no getattr per event) --------
@@ -522,6 +544,12 @@ def _agent_started(st: RunState, s: Session, ev: RecordedEvent, d: dict[str, Any
     s.definition_hash = d.get("definition_hash")
     tools = d.get("allowed_tools")
     s.allowed_tools = tools if isinstance(tools, list) else None
+    rules, denied = d.get("tools"), d.get("disallowed_tools")
+    s.tool_rules = rules if isinstance(rules, list) else None
+    s.disallowed_tools = denied if isinstance(denied, list) else None
+    mode, source = d.get("permission_mode"), d.get("definition_source")
+    s.permission_mode = mode if isinstance(mode, str) else None
+    s.definition_source = source if isinstance(source, str) else None
     if s.status == "pending":
         s.status = "running"
 
@@ -681,6 +709,31 @@ def _approval(st: RunState, s: Session, ev: RecordedEvent, d: dict[str, Any]) ->
     tc.approval = a
 
 
+def _session_diff(st: RunState, s: Session, ev: RecordedEvent, d: dict[str, Any]) -> None:
+    s.diffs.append(_diff(ev, d))
+
+
+def _diff(ev: RecordedEvent, d: dict[str, Any]) -> dict[str, Any]:
+    """What a ``workspace.diff`` says: the patch (``patch`` or ``diff``) and the files."""
+    patch = d.get("patch", d.get("diff"))
+    files = d.get("files")
+    return {"position": ev.position, "occurred_at": format_ts(ev.occurred_at),
+            "patch": patch if isinstance(patch, str) else None,
+            "patch_sha256": d.get("patch_sha256") or d.get("sha256"),
+            "patch_chars": d.get("patch_chars", len(patch) if isinstance(patch, str) else None),
+            "truncated": bool(d.get("truncated")),
+            "files": files if isinstance(files, list) else [],
+            "base": d.get("base") or d.get("base_commit")}
+
+
+def diff_dict(diff: dict[str, Any], max_chars: int | None) -> dict[str, Any]:
+    """A recorded diff for output, its patch cut to ``max_chars`` (marked when cut)."""
+    patch = diff["patch"]
+    if patch is not None and max_chars is not None and len(patch) > max_chars:
+        return {**diff, "patch": patch[:max_chars], "patch_shown_truncated": True}
+    return {**diff, "patch_shown_truncated": False}
+
+
 def _other(ev: RecordedEvent) -> dict[str, Any]:
     return {"position": ev.position, "type": ev.type, "stream": ev.stream,
             "occurred_at": format_ts(ev.occurred_at), "actor": ev.actor, "data": ev.data}
@@ -707,7 +760,10 @@ _HANDLERS: dict[str, tuple[str, Any]] = {
     "tool.completed": ("session", _tool_completed),
     "approval.requested": ("session", _approval),
     "approval.resolved": ("session", _approval),
+    "workspace.diff": ("session", _session_diff),
 }
+#: a ``workspace.diff`` outside a session stream (the orchestrator's run stream)
+_RUN_HANDLERS: dict[str, Any] = {"workspace.diff": RunState._workspace_diff}
 
 
 def fold(events: Any, run_id: str) -> RunState:

@@ -34,7 +34,8 @@ SESSION_KEYS = {"id", "agent", "model", "provider", "status", "task_id", "attemp
                 "parent_session", "children", "dispatched_at", "started_at", "finished_at",
                 "duration_ms", "usage", "tokens", "cost_usd", "final_text", "error",
                 "error_kind", "budget", "definition_hash", "allowed_tools", "events", "turns",
-                "tool_calls_without_turn", "other", "removed_by_retention"}
+                "tool_calls_without_turn", "other", "removed_by_retention", "tool_rules",
+                "disallowed_tools", "permission_mode", "workspace_diffs"}
 TURN_KEYS = {"turn", "status", "model", "position", "called_at", "responded_at",
              "latency_ms", "usage", "stop_reason", "cost_usd", "retries", "attempts", "text",
              "fingerprint", "tool_calls", "incomplete"}
@@ -139,6 +140,30 @@ def test_unknown_types_and_newer_fields_are_tolerated() -> None:
     assert doc["run"]["status"] == "completed"
     for fmt in ("text", "markdown", "html", "json"):
         assert "galaxy.exploded" in render(doc, fmt)
+
+
+def test_workspace_diff_in_session_or_run_stream_and_definition_fields() -> None:
+    patch = "--- a/app.py\n+++ b/app.py\n@@ -1 +1 @@\n-x\n+y\n"
+    evs = [
+        _record(1, "agent.started", "session-A", {
+            "agent": "x", "allowed_tools": ["Read", "Bash"], "permission_mode": "default",
+            "tools": ["Read", "Bash(git diff:*)"], "disallowed_tools": ["Write"]}),
+        _record(2, "workspace.diff", "session-A", {"patch": patch,
+                                                   "files": [{"path": "app.py"}]}),
+        _record(3, "workspace.diff", "run-R", {"session_id": "A", "diff": "d" * 50}),
+        _record(4, "workspace.diff", "run-R", {"patch": "p"}),  # names no session
+        _record(5, "agent.finished", "session-A", {"status": "completed"}),
+    ]
+    doc = fold(evs, "R").to_dict(max_chars=10)
+    [s] = doc["sessions"]
+    assert s["tool_rules"] == ["Read", "Bash(git diff:*)"]
+    assert s["disallowed_tools"] == ["Write"] and s["permission_mode"] == "default"
+    first, second = s["workspace_diffs"]
+    assert first["patch"] == patch[:10] and first["patch_shown_truncated"]
+    assert first["patch_chars"] == len(patch) and first["files"] == [{"path": "app.py"}]
+    assert second["patch"] == "d" * 10 and second["position"] == 3
+    assert [d["patch"] for d in doc["workspace_diffs"]] == ["p"]
+    assert doc["other"] == [] and s["other"] == []
 
 
 def test_tool_call_without_outcome_is_incomplete() -> None:
@@ -246,7 +271,8 @@ async def test_json_shape_is_stable(workspace: Path) -> None:
     store = MemoryStore()
     await run_real_loop(store, workspace)
     doc = (await load_run(store, "run-real")).to_dict()
-    assert set(doc) == {"schema", "run", "tasks", "sessions", "other", "incomplete"}
+    assert set(doc) == {"schema", "run", "tasks", "sessions", "other", "incomplete",
+                        "workspace_diffs"}
     assert set(doc["run"]) == RUN_KEYS
     for s in doc["sessions"]:
         assert set(s) == SESSION_KEYS
