@@ -77,6 +77,64 @@ def _covered(lo: int, hi: int, ranges: list[tuple[int, int]]) -> bool:
     return need > hi
 
 
+def _chain_problems(ev: RecordedEvent, heads: dict[str, tuple[int, str]],
+                    where: str) -> list[tuple[str, str]]:
+    """One event against its stream's chain so far (``heads``: stream -> version, hash)."""
+    out: list[tuple[str, str]] = []
+    head = heads.get(ev.stream)
+    want_version = 0 if head is None else head[0] + 1
+    want_prev = None if head is None else head[1]
+    if ev.version != want_version:
+        out.append(("version-gap", f"{where}: expected version {want_version}"))
+    elif ev.prev_hash != want_prev:
+        out.append(("broken-link", f"{where}: prev_hash does not match the hash of version "
+                    f"{want_version - 1}"))
+    if chain_hash(ev.hash_fields(), ev.prev_hash) != ev.hash:
+        out.append(("hash-mismatch", f"{where}: content does not match its hash (edited?)"))
+    heads[ev.stream] = (ev.version, ev.hash)
+    return out
+
+
+async def verify_streams(store: EventStore, streams: list[str], *,
+                         max_problems: int = 100) -> VerifyReport:
+    """Check the chains of some streams only (one run's, for ``audit``).
+
+    Each stream must be gapless from version 0 with every link and hash intact; a stream
+    with no events counts as accounted for when a retention record names it, else it is a
+    ``missing-stream`` problem. Positions across the log and the store's head are
+    ``verify_store``'s job (a run's streams interleave with everyone else's).
+    """
+    retention = [e async for e in store.read_stream(RETENTION_STREAM)]
+    _, removed_names = _removed_positions(retention)
+    heads: dict[str, tuple[int, str]] = {}
+    problems: list[Problem] = []
+    count = accounted = last_pos = 0
+    head_hash: str | None = None
+    for stream in streams:
+        seen = False
+        async for ev in store.read_stream(stream):
+            seen = True
+            count += 1
+            where = f"event {ev.id} ({ev.stream!r} v{ev.version}, position {ev.position})"
+            for kind, msg in _chain_problems(ev, heads, where):
+                if len(problems) < max_problems:
+                    problems.append(Problem(kind=kind, message=msg, position=ev.position,
+                                            stream=ev.stream, version=ev.version,
+                                            event_id=ev.id))
+            if ev.position > last_pos:
+                last_pos, head_hash = ev.position, ev.hash
+        if not seen:
+            if stream in removed_names:
+                accounted += 1
+            elif len(problems) < max_problems:
+                problems.append(Problem(kind="missing-stream", stream=stream, message=(
+                    f"stream {stream!r} has no events and no retention record accounts "
+                    "for it")))
+    return VerifyReport(ok=not problems, events=count, streams=len(heads),
+                        removed_streams_accounted=accounted, head_position=last_pos,
+                        head_hash=head_hash, problems=problems)
+
+
 async def verify_store(store: EventStore, *, max_problems: int = 100) -> VerifyReport:
     retention = [e async for e in store.read_stream(RETENTION_STREAM)]
     removed_ranges, removed_names = _removed_positions(retention)
@@ -104,18 +162,8 @@ async def verify_store(store: EventStore, *, max_problems: int = 100) -> VerifyR
                     f"positions {last_pos + 1}..{ev.position - 1} are missing before {where} "
                     "and no retention record accounts for them", ev)
         last_pos = max(last_pos, ev.position)
-        head = heads.get(ev.stream)
-        want_version = 0 if head is None else head[0] + 1
-        want_prev = None if head is None else head[1]
-        if ev.version != want_version:
-            bad("version-gap", f"{where}: expected version {want_version}", ev)
-        elif ev.prev_hash != want_prev:
-            bad("broken-link", f"{where}: prev_hash does not match the hash of version "
-                f"{want_version - 1}", ev)
-        actual = chain_hash(ev.hash_fields(), ev.prev_hash)
-        if actual != ev.hash:
-            bad("hash-mismatch", f"{where}: content does not match its hash (edited?)", ev)
-        heads[ev.stream] = (ev.version, ev.hash)
+        for kind, msg in _chain_problems(ev, heads, where):
+            bad(kind, msg, ev)
 
     head_position = await store.head_position()
     if head_position > last_pos and not _covered(last_pos + 1, head_position, removed_ranges):
