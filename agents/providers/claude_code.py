@@ -69,9 +69,10 @@ INSTALL_HINT = ("install it with `npm install -g @anthropic-ai/claude-code` (or 
                 f"{ENV_BIN} at the binary")
 #: How claude words a refused call in the tool_result (checked against permission_denials
 #: again at the end, so a wording change only delays the ``tool.denied``, never loses it).
-_DENIAL = re.compile(r"requested permissions? to use|haven't granted|has not been granted|"
-                     r"\bapproval\b|was blocked|auto-allowed|permission to use .* denied|"
-                     r"denied by|not allowed", re.IGNORECASE)
+#: The transcript import (``orchestrator.importers.claude_records``) reads it too.
+DENIAL_TEXT = re.compile(r"requested permissions? to use|haven't granted|has not been granted|"
+                         r"\bapproval\b|was blocked|auto-allowed|permission to use .* denied|"
+                         r"denied by|not allowed", re.IGNORECASE)
 _AGENT_TOOLS = ("Agent", "Task")
 _STATUS = {"success": "completed", "error_max_turns": "budget_exceeded:turns",
            "error_max_budget_usd": "budget_exceeded:cost"}
@@ -569,7 +570,7 @@ class _Recorder:
         sess: _Session = req["session"]
         text = _text(block.get("content"))
         is_error = bool(block.get("is_error"))
-        if is_error and _DENIAL.search(text):
+        if is_error and DENIAL_TEXT.search(text):
             await self._denied(use_id, text, reconciled=False)
             return
         child = self.sessions.get(use_id)

@@ -23,7 +23,8 @@ class RefusedCall(NamedTuple):
     reason: str
 
 
-def _text(content: Any) -> str:
+def text_of(content: Any) -> str:
+    """The text of a message or tool_result ``content``: a string, or its text blocks."""
     if isinstance(content, str):
         return content
     if isinstance(content, list):
@@ -64,7 +65,7 @@ def refused_calls(path: str) -> list[RefusedCall]:
                 uses[block["id"]] = (block.get("name"), block.get("input"))
             elif (block.get("type") == "tool_result" and block.get("is_error") is True
                   and isinstance(block.get("tool_use_id"), str)):
-                errors.append((block["tool_use_id"], _text(block.get("content"))))
+                errors.append((block["tool_use_id"], text_of(block.get("content"))))
     out: list[RefusedCall] = []
     for tuid, reason in errors:
         tool, tool_input = uses.get(tuid, (None, None))
