@@ -52,6 +52,7 @@ if TYPE_CHECKING:
     from agents.approval import Approver
     from agents.definition import AgentDefinition
     from agents.permissions import Decision, PermissionEngine
+    from agents.resume import PendingCall, SessionLog
     from eventstore.base import EventStore
 
 CostFn = Callable[[str, Usage], float | None]
@@ -139,6 +140,22 @@ def _new_id() -> str:
     from eventstore.canonical import uuid7
 
     return str(uuid7())
+
+
+def normalise_content(content: list[Any], turn: int) -> list[dict[str, Any]]:
+    """Give every tool_use block an id (tool_results must reference one); anything that is
+    not a block becomes a text note. Shared with ``agents.resume``, which rebuilds the
+    conversation from the recorded (raw) ``model.responded`` content the same way."""
+    out: list[dict[str, Any]] = []
+    for i, block in enumerate(content):
+        if not isinstance(block, dict):
+            out.append({"type": "text", "text": f"[malformed block: {block!r}]"[:500]})
+            continue
+        if block.get("type") == "tool_use" and not (
+                isinstance(block.get("id"), str) and block["id"]):
+            block = {**block, "id": f"toolu_missing_{turn}_{i}"}
+        out.append(block)
+    return out
 
 
 def offered_tools(definition: AgentDefinition, extra: Mapping[str, Tool] | None = None,
@@ -248,6 +265,9 @@ class AgentSession:
         self.turns = 0
         self.tool_calls = 0
         self.denials = 0
+        self._expected: int | None = None  # set when resuming (agents.resume)
+        self._next_attempt = 1
+        self._resumed_call: dict[str, Any] = {}
         self.final_text = ""
         self._t0 = 0.0
         self._pending: list[Any] = []
@@ -275,7 +295,19 @@ class AgentSession:
     async def _flush(self) -> None:
         if self._pending:
             batch, self._pending = self._pending, []
-            await self.store.append(self.stream, batch)
+            if self._expected is None:
+                await self.store.append(self.stream, batch)
+                return
+            from eventstore.errors import WrongExpectedVersion
+
+            try:  # a resumed session owns its stream: a second writer is refused
+                res = await self.store.append(self.stream, batch, self._expected)
+            except WrongExpectedVersion as exc:
+                from agents.resume import SessionTaken
+
+                raise SessionTaken(f"{self.stream} was appended to by someone else since "
+                                   f"version {self._expected}: {exc}") from None
+            self._expected = res.last_version
 
     def _time_left(self) -> float | None:
         if self.budgets.max_wall_seconds is None:
@@ -310,8 +342,15 @@ class AgentSession:
         self.chain.add(message)
 
     # -- the loop ------------------------------------------------------------------------
-    async def run(self) -> SessionResult:
+    async def run(self, *, resume: SessionLog | None = None) -> SessionResult:
+        """Run the session; with ``resume`` (``agents.resume.load_session``), continue a
+        recorded one from where its stream stops instead of starting it."""
         self._t0 = time.monotonic()
+        if resume is not None:
+            await self._restore(resume)
+            return await self._drive(SessionResult(
+                self.session_id, self.run_id, "failed",
+                started_event_id=resume.started_event_id), resume)
         started_id = _new_id()
         if self.caller_causation is None:
             self.causation_id = started_id
@@ -330,8 +369,11 @@ class AgentSession:
         result = SessionResult(self.session_id, self.run_id, "failed",
                                started_event_id=started_id)
         self._add_message(Message(role="user", content=[{"type": "text", "text": self.prompt}]))
+        return await self._drive(result, None)
+
+    async def _drive(self, result: SessionResult, resume: SessionLog | None) -> SessionResult:
         try:
-            status, detail = await self._turns()
+            status, detail = await self._turns(resume)
         except _Failed as exc:
             result.status, result.error = "failed", str(exc)
             await self._emit("agent.failed", {**self._totals(), "status": "failed",
@@ -374,8 +416,15 @@ class AgentSession:
         result.denials = self.denials
         return result
 
-    async def _turns(self) -> tuple[str, dict[str, Any] | None]:
+    async def _turns(self, resume: SessionLog | None = None) -> tuple[str, dict[str, Any] | None]:
         try:
+            if resume is not None:
+                if resume.answered is not None:  # the final answer is recorded: done
+                    return ("refused" if resume.answered == "refusal" else "completed", None)
+                if resume.last_calls:  # finish the last recorded turn's tool calls
+                    results = [c if isinstance(c, dict) else await self._resume_call(c)
+                               for c in resume.last_calls]
+                    self._add_message(Message(role="user", content=results))
             while True:
                 self._check_budgets(before_call=True)
                 self.turns += 1
@@ -396,18 +445,7 @@ class AgentSession:
             return stop.status, stop.detail
 
     def _normalise(self, content: list[Any]) -> list[dict[str, Any]]:
-        """Give every tool_use block an id (tool_results must reference one) and a dict
-        input; anything that is not a block becomes a text note."""
-        out: list[dict[str, Any]] = []
-        for i, block in enumerate(content):
-            if not isinstance(block, dict):
-                out.append({"type": "text", "text": f"[malformed block: {block!r}]"[:500]})
-                continue
-            if block.get("type") == "tool_use" and not (
-                    isinstance(block.get("id"), str) and block["id"]):
-                block = {**block, "id": f"toolu_missing_{self.turns}_{i}"}
-            out.append(block)
-        return out
+        return normalise_content(content, self.turns)
 
     # -- model calls with retries ------------------------------------------------------
     async def _call_model(self) -> ModelResponse:
@@ -420,7 +458,7 @@ class AgentSession:
         params: dict[str, Any] = {"max_tokens": self.max_tokens, **self.params}
         if self.temperature is not None:
             params["temperature"] = self.temperature
-        attempt = 0
+        attempt, self._next_attempt = self._next_attempt - 1, 1
         while True:
             attempt += 1
             called: dict[str, Any] = {
@@ -505,13 +543,18 @@ class AgentSession:
         return response
 
     # -- tool calls ----------------------------------------------------------------------
-    async def _tool_call(self, block: dict[str, Any]) -> dict[str, Any]:
-        self.tool_calls += 1
+    async def _tool_call(self, block: dict[str, Any], *, requested: bool = False
+                         ) -> dict[str, Any]:
+        """Check and run one call. ``requested``: its ``tool.requested`` is already in the
+        trail (a resumed session re-asking an approval that never got an answer)."""
         use_id = str(block["id"])
         name = block.get("name")
         raw_input = block.get("input")
-        await self._emit("tool.requested", {"turn": self.turns, "tool_use_id": use_id,
-                                            "tool": name, "input": raw_input}, flush=False)
+        if not requested:
+            self.tool_calls += 1
+            await self._emit("tool.requested", {"turn": self.turns, "tool_use_id": use_id,
+                                                "tool": name, "input": raw_input},
+                             flush=False)
         if not isinstance(name, str) or not name:
             return await self._tool_error(use_id, str(name), "malformed_call",
                                           "the tool call has no tool name")
@@ -633,7 +676,79 @@ class AgentSession:
             "files": [f.to_dict() for f in result.files]}
         if kind:
             data["error_kind"] = kind
+        data.update(self._resumed_call)
         await self._emit("tool.completed", data, flush=False)
+
+    # -- resuming (agents.resume) ----------------------------------------------------------
+    async def _restore(self, log: SessionLog) -> None:
+        """Take over a recorded session: its conversation, counters and stream head, then
+        record ``agent.resumed`` (the first append, at the head we read: one winner)."""
+        self.causation_id = log.causation_id or log.started_event_id
+        self._t0 = time.monotonic() - log.elapsed_seconds()  # wall budget spans the crash
+        for message in log.messages:
+            self._add_message(message)
+        self.turns, self.final_text = log.turns, log.final_text
+        for key, value in log.usage.items():
+            self.usage[key] = self.usage.get(key, 0) + value
+        self.cost, self.unpriced = log.cost, log.unpriced
+        self.tool_calls, self.denials = log.tool_calls, log.denials
+        if log.model_in_flight is not None:
+            self._next_attempt = log.model_in_flight[1] + 1
+        forward = getattr(self.provider, "resume_after", None)
+        if callable(forward):  # a stateful provider (script) skips what was served
+            forward(log.responses)
+        self._expected = log.head
+        d = self.definition
+        recorded_hash = log.started.get("definition_hash")
+        await self._emit("agent.resumed", {
+            "session_id": self.session_id, "from_version": log.head,
+            "previous_status": log.previous_status, "resumes": log.resumes + 1,
+            "turns_recorded": log.turns, "tool_calls_recorded": log.tool_calls,
+            "model_call_in_flight": None if log.model_in_flight is None else {
+                "turn": log.model_in_flight[0], "attempts": log.model_in_flight[1]},
+            "tool_calls_pending": [{"tool_use_id": c.block["id"], "tool": c.block.get("name"),
+                                    "state": c.state} for c in log.pending],
+            "capped_outputs": log.capped, "final_answer_recorded": log.answered is not None,
+            "provider": self.provider_name, "model": self.model,
+            "definition_hash": d.definition_hash,
+            "definition_changed": bool(recorded_hash) and recorded_hash != d.definition_hash,
+            "workspace": str(self.workspace)})
+
+    async def _resume_call(self, call: PendingCall) -> dict[str, Any]:
+        """The outcome of a call the crash left open (policy: agents.resume docstring)."""
+        from agents.resume import INTERRUPTED, REEXECUTE_SAFE
+
+        block, use_id = call.block, str(call.block["id"])
+        if call.state == "new":
+            return await self._tool_call(block)
+        if call.state == "asking":
+            return await self._tool_call(block, requested=True)
+        name = str(block.get("name") or "?")
+        if call.state == "refused":
+            from agents.permissions import Decision
+
+            a = call.approval or {}
+            return await self._denied(use_id, canonical_tool(name), Decision(
+                "deny", str(a.get("reason") or "refused by the approver"), canonical_tool(name),
+                a.get("rule"), str(a.get("source") or "approver"), a.get("subject")))
+        canonical = canonical_tool(name)
+        tool = self.tools.get(canonical)
+        data = block.get("input")
+        if canonical in REEXECUTE_SAFE and tool is not None and isinstance(data, dict):
+            self._resumed_call = {"resumed": True, "reexecuted": True}
+            try:
+                return await self._execute(use_id, tool, data)
+            finally:
+                self._resumed_call = {}
+        message = INTERRUPTED.format(tool=name)
+        await self._emit("tool.completed", {
+            "turn": self.turns, "tool_use_id": use_id, "tool": name, "is_error": True,
+            "error_kind": "interrupted", "resumed": True, "output": message,
+            "output_sha256": hashlib.sha256(message.encode()).hexdigest(),
+            "output_chars": len(message), "exit_code": None, "duration_ms": None,
+            "files": []}, flush=False)
+        return {"type": "tool_result", "tool_use_id": use_id, "is_error": True,
+                "content": message}
 
 
 async def run_agent(definition: AgentDefinition, prompt: str, **kwargs: Any) -> SessionResult:

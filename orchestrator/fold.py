@@ -193,6 +193,7 @@ class Session:
     tool_calls: dict[str, ToolCall] = field(default_factory=dict)
     other: list[dict[str, Any]] = field(default_factory=list)
     events: int = 0
+    resumes: list[dict[str, Any]] = field(default_factory=list)
 
     def last_turn(self) -> Turn | None:
         if not self.turns:
@@ -491,7 +492,7 @@ class RunState:
                 "tool_rules": s.tool_rules, "disallowed_tools": s.disallowed_tools,
                 "permission_mode": s.permission_mode,
                 "workspace_diffs": [diff_dict(d, max_chars) for d in s.diffs],
-                "events": s.events,
+                "events": s.events, "resumes": s.resumes,
                 "turns": [t.to_dict(calls_by_turn.get(t.number, []), max_chars)
                           for t in s.turns.values()],
                 "tool_calls_without_turn": calls_by_turn.get(None, []),
@@ -572,6 +573,16 @@ def _agent_finished(st: RunState, s: Session, ev: RecordedEvent, d: dict[str, An
     s.budget = d.get("budget")
     if s.started_at is None and s.agent is None and ev.actor.startswith("agent:"):
         s.agent = ev.actor[6:]
+
+
+def _agent_resumed(st: RunState, s: Session, ev: RecordedEvent, d: dict[str, Any]) -> None:
+    """``agents.resume`` took the session over after a crash: it runs again."""
+    s.resumes.append({"position": ev.position, "at": format_ts(ev.occurred_at),
+                      "from_version": d.get("from_version"),
+                      "previous_status": d.get("previous_status"),
+                      "provider": d.get("provider"),
+                      "tool_calls_pending": d.get("tool_calls_pending") or []})
+    s.status, s.finished_at = "running", None
 
 
 def _turn_of(s: Session, d: dict[str, Any], create: bool) -> Turn:
@@ -752,6 +763,7 @@ _HANDLERS: dict[str, tuple[str, Any]] = {
     "agent.started": ("session", _agent_started),
     "agent.finished": ("session", _agent_finished),
     "agent.failed": ("session", _agent_finished),
+    "agent.resumed": ("session", _agent_resumed),
     "model.called": ("session", _model_called),
     "model.failed": ("session", _model_failed),
     "model.responded": ("session", _model_responded),

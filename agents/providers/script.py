@@ -240,6 +240,25 @@ class ScriptProvider:
         raise ScriptError(f"{self.source}: no script turn left for model call {self.calls} "
                           f"(the script has {len(self.turns)} turns, all used or unmatched)")
 
+    def resume_after(self, responses: list[dict[str, Any]]) -> None:
+        """Skip the turns a resumed session already has (``agents.resume``): each recorded
+        ``model.responded`` names its turn in ``response_id`` (``script-<turn>-<n>``), and a
+        plain turn before the last one served must have been used up (plain turns play in
+        order). Error turns that only match-selected can not be told apart; they serve
+        again."""
+        last = 0
+        for data in responses:
+            m = re.fullmatch(r"script-(\d+)-(\d+)", str(data.get("response_id") or ""))
+            if m is None or not 1 <= int(m[1]) <= len(self.turns):
+                continue
+            turn = self.turns[int(m[1]) - 1]
+            turn.served = max(turn.served, int(m[2]))
+            last = max(last, turn.index)
+            self.calls += 1
+        for turn in self.turns[:max(last - 1, 0)]:
+            if turn.match is None and turn.repeat is not None:
+                turn.served = max(turn.served, turn.repeat)
+
     def _serve(self, turn: _Turn) -> ModelResponse:
         turn.served += 1
         if turn.error is not None:

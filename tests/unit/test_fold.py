@@ -35,7 +35,7 @@ SESSION_KEYS = {"id", "agent", "model", "provider", "status", "task_id", "attemp
                 "duration_ms", "usage", "tokens", "cost_usd", "final_text", "error",
                 "error_kind", "budget", "definition_hash", "allowed_tools", "events", "turns",
                 "tool_calls_without_turn", "other", "removed_by_retention", "tool_rules",
-                "disallowed_tools", "permission_mode", "workspace_diffs"}
+                "disallowed_tools", "permission_mode", "workspace_diffs", "resumes"}
 TURN_KEYS = {"turn", "status", "model", "position", "called_at", "responded_at",
              "latency_ms", "usage", "stop_reason", "cost_usd", "retries", "attempts", "text",
              "fingerprint", "tool_calls", "incomplete"}
