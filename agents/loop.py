@@ -106,6 +106,7 @@ class SessionResult:
     started_event_id: str = ""
     tool_calls: int = 0
     denials: int = 0
+    error_kind: str | None = None  # provider_transient | provider | internal | cancelled ...
 
     @property
     def ok(self) -> bool:
@@ -114,7 +115,8 @@ class SessionResult:
     def to_dict(self) -> dict[str, Any]:
         return {"session_id": self.session_id, "run_id": self.run_id, "status": self.status,
                 "final_text": self.final_text, "turns": self.turns, "usage": self.usage,
-                "cost_usd": self.cost_usd, "error": self.error, "tool_calls": self.tool_calls,
+                "cost_usd": self.cost_usd, "error": self.error,
+                "error_kind": self.error_kind, "tool_calls": self.tool_calls,
                 "denials": self.denials, "stream": f"session-{self.session_id}"}
 
 
@@ -271,6 +273,9 @@ class AgentSession:
         self.final_text = ""
         self._t0 = 0.0
         self._pending: list[Any] = []
+        #: What ``agent.failed`` records when the session's task is cancelled: a caller that
+        #: cancels for a reason (a task timeout, a lost lease, Ctrl-C) sets it first.
+        self.cancelled_as: tuple[str, str] = ("cancelled", "session cancelled")
 
     # -- plumbing ------------------------------------------------------------------------
     async def _emit(self, type_: str, data: dict[str, Any], *, event_id: str | None = None,
@@ -375,17 +380,18 @@ class AgentSession:
         try:
             status, detail = await self._turns(resume)
         except _Failed as exc:
-            result.status, result.error = "failed", str(exc)
+            result.status, result.error, result.error_kind = "failed", str(exc), exc.kind
             await self._emit("agent.failed", {**self._totals(), "status": "failed",
                                               "error": str(exc), "error_kind": exc.kind})
             return self._fill(result)
         except asyncio.CancelledError:
+            status, error = self.cancelled_as
             await asyncio.shield(self._emit("agent.failed", {
-                **self._totals(), "status": "cancelled", "error": "session cancelled",
+                **self._totals(), "status": status, "error": error,
                 "error_kind": "cancelled"}))
             raise
         except Exception as exc:  # a bug or a store failure: record it if we still can
-            result.status = "failed"
+            result.status, result.error_kind = "failed", "internal"
             result.error = f"{type(exc).__name__}: {exc}"
             try:
                 await self._emit("agent.failed", {**self._totals(), "status": "failed",

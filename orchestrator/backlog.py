@@ -222,15 +222,20 @@ class Backlog:
     them again.
     """
 
-    def __init__(self, store: EventStore, *, actor: str = "orchestrator") -> None:
+    def __init__(self, store: EventStore, *, actor: str = "orchestrator",
+                 correlation_id: str | None = None) -> None:
         self.store = store
         self.actor = actor
+        #: The run (or worker) whose lifecycle events these are: set by ``orchestrail run``
+        #: so that claims, completions and failures show up in that run's trail.
+        self.correlation_id = correlation_id
         self._tasks: dict[str, TaskState] = {}
         self._cursor: int | None = None
 
     @classmethod
-    async def load(cls, store: EventStore, *, actor: str = "orchestrator") -> Backlog:
-        backlog = cls(store, actor=actor)
+    async def load(cls, store: EventStore, *, actor: str = "orchestrator",
+                   correlation_id: str | None = None) -> Backlog:
+        backlog = cls(store, actor=actor, correlation_id=correlation_id)
         await backlog.refresh()
         return backlog
 
@@ -458,7 +463,8 @@ class Backlog:
         from eventstore.errors import WrongExpectedVersion
         from eventstore.model import NewEvent
 
-        ev = NewEvent(type=event_type, data=data, actor=self.actor)
+        ev = NewEvent(type=event_type, data=data, actor=self.actor,
+                      correlation_id=self.correlation_id)
         try:
             await self.store.append(stream_of(task.id), [ev], task.version)
         except WrongExpectedVersion:

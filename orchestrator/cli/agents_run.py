@@ -23,36 +23,11 @@ from orchestrator.cli.common import Ctx, emit_json, fail, run_async
 
 def _progress(kind: str, data: dict[str, Any]) -> None:
     """One short line per interesting event, on stderr."""
-    if kind == "model.called":
-        line = f"turn {data['turn']}: calling {data['model']}"
-        if data.get("attempt", 1) > 1:
-            line += f" (attempt {data['attempt']})"
-    elif kind == "model.failed":
-        retry = f", retrying in {data['delay_s']} s" if data.get("will_retry") else ""
-        line = f"  model error: {data['error']}{retry}"
-    elif kind == "tool.requested":
-        inp = data.get("input")
-        subject = ""
-        if isinstance(inp, dict):
-            subject = str(inp.get("command") or inp.get("file_path") or inp.get("pattern")
-                          or inp.get("subagent_type") or "")
-        line = f"  {data.get('tool')}: {subject[:120]}"
-    elif kind == "tool.denied":
-        line = f"    denied: {data.get('reason')}"
-    elif kind == "approval.requested":
-        line = f"    asking: {data.get('reason')}"
-    elif kind == "approval.resolved":
-        line = f"    {'approved' if data.get('approved') else 'refused'}: {data.get('reason')}"
-    elif kind == "tool.completed":
-        status = "error" if data.get("is_error") else "ok"
-        if data.get("exit_code") is not None:
-            status += f", exit {data['exit_code']}"
-        if data.get("timed_out"):
-            status += ", timed out"
-        line = f"    {status} ({data.get('duration_ms')} ms)"
-    else:
-        return
-    click.echo(line, err=True)
+    from orchestrator.progress import event_line
+
+    line = event_line(kind, data)
+    if line is not None:
+        click.echo(line, err=True)
 
 
 @click.command("run")
