@@ -344,7 +344,7 @@ async def import_sessions(store: EventStore, sessions: list[SessionFiles], *,
         mapped = SessionMapper(sf.session_id, str(sf.main) if sf.main else None, dump,
                                DENIAL_TEXT).map(main, subs)
         summary.add(mapped)
-        summary.sessions += 1
+        summary.sessions += bool(mapped.records)
         events: list[Ev] = mapped.events
         summary.events += len(events)
         stored = await _stored_ids(store, {e.stream for e in events})
