@@ -47,6 +47,8 @@ SOURCE = "claude-code-transcript"
 #: subagent's messages into the parent file (read for linking only) and streams tool output.
 NOT_STORED = frozenset({"progress"})
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+#: Tools whose input names the file they change (``files`` of ``tool.completed``).
+FILE_TOOLS = frozenset({"Write", "Edit", "MultiEdit", "NotebookEdit"})
 #: What the main thread does; the session is at rest when the last of these is a finish.
 _ACTIONS = frozenset({"prompt.submitted", "model.responded", "model.failed", "tool.requested",
                       "tool.completed", "tool.denied", "agent.finished"})
@@ -295,11 +297,10 @@ class _ThreadMapper:
         sm = self.sm
         # the envelope (cwd, version, branch) from the first record that has one
         first = next((x.rec for x in rec if "cwd" in x.rec), r.rec)
+        model = next((m.get("model") for x in rec if x.rec.get("type") == "assistant"
+                      and isinstance(m := x.rec.get("message"), dict)
+                      and _str(m.get("model")) and m.get("model") != "<synthetic>"), None)
         if not self.sub:
-            model = next((m.get("model") for x in rec if x.rec.get("type") == "assistant"
-                          and isinstance(m := x.rec.get("message"), dict)
-                          and _str(m.get("model")) and m.get("model") != "<synthetic>"),
-                         None)
             run = self.emit("run.started", {
                 "source": "claude-code", "session_id": sm.sid, "start_source": "transcript",
                 "model": model, "cwd": first.get("cwd"), "version": first.get("version"),
@@ -317,7 +318,8 @@ class _ThreadMapper:
         spawn = sm.calls.get(th.spawned_by or "")
         parent = spawn[0].removeprefix("session-") if spawn else sm.sid
         self.emit("agent.started", {
-            "agent": th.agent_type, "provider": "claude-code", "parent_session": parent,
+            "agent": th.agent_type, "provider": "claude-code", "model": model,
+            "parent_session": parent,
             "claude": {"session_id": sm.sid, "agent_id": th.agent_id,
                        "version": first.get("version")},
             "spawned_by_tool_use_id": th.spawned_by, "description": th.description,
@@ -490,6 +492,12 @@ class _ThreadMapper:
             data["duration_ms"] = round((r.at - req_at).total_seconds() * 1000, 3)
         if is_error:
             data["error"] = text
+        path = None
+        if not is_error and tool in FILE_TOOLS and isinstance(tool_input, dict):
+            # subagent files carry no toolUseResult for a successful call: the input says
+            path = _str(tool_input.get("file_path")) or _str(tool_input.get("notebook_path"))
+            if path:
+                data["files"] = [{"path": path, "op": str(tool).lower()}]
         if isinstance(extra, dict):
             path = extra.get("filePath") or extra.get("file_path")
             if isinstance(path, str):
