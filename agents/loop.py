@@ -218,6 +218,7 @@ class AgentSession:
         bash_default_timeout: float = 120.0,
         on_progress: Callable[[str, dict[str, Any]], None] | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        started_extra: Mapping[str, Any] | None = None,
     ) -> None:
         self.definition = definition
         self.prompt = prompt
@@ -242,6 +243,9 @@ class AgentSession:
         self.event_output_cap = event_output_cap
         self.on_progress = on_progress
         self.sleep = sleep
+        #: more fields for ``agent.started`` from the caller: the git state the session
+        #: starts from (``git``), and links such as ``rerun_of`` / ``forked_from``
+        self.started_extra = dict(started_extra or {})
         self.actor = f"agent:{definition.name}"
         self.ctx = ToolContext(
             workspace=Path(workspace), session_id=self.session_id, env=env,
@@ -370,6 +374,7 @@ class AgentSession:
             "parent_session": self.parent_session, "session_id": self.session_id,
             "depth": self.ctx.depth, "workspace": str(self.workspace), "prompt": self.prompt,
             "budgets": {k: v for k, v in vars(self.budgets).items() if v is not None},
+            **self.started_extra,
         }, event_id=started_id, causation_id=self.caller_causation)
         result = SessionResult(self.session_id, self.run_id, "failed",
                                started_event_id=started_id)

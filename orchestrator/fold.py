@@ -189,6 +189,9 @@ class Session:
     definition_source: str | None = None
     #: ``workspace.diff`` events: the patch the session left in its workspace
     diffs: list[dict[str, Any]] = field(default_factory=list)
+    #: the ``agent.started`` data as recorded (prompt, workspace, git state, budgets,
+    #: ``rerun_of`` / ``forked_from``): what ``rerun`` starts the session again from
+    started_data: dict[str, Any] = field(default_factory=dict)
     turns: dict[int, Turn] = field(default_factory=dict)
     tool_calls: dict[str, ToolCall] = field(default_factory=dict)
     other: list[dict[str, Any]] = field(default_factory=list)
@@ -492,6 +495,9 @@ class RunState:
                 "tool_rules": s.tool_rules, "disallowed_tools": s.disallowed_tools,
                 "permission_mode": s.permission_mode,
                 "workspace_diffs": [diff_dict(d, max_chars) for d in s.diffs],
+                "workspace": s.started_data.get("workspace"),
+                "rerun_of": s.started_data.get("rerun_of"),
+                "forked_from": s.started_data.get("forked_from"),
                 "events": s.events, "resumes": s.resumes,
                 "turns": [t.to_dict(calls_by_turn.get(t.number, []), max_chars)
                           for t in s.turns.values()],
@@ -537,6 +543,7 @@ class RunState:
 # -- session-level handlers (module functions: a dict lookup, no getattr per event) --------
 def _agent_started(st: RunState, s: Session, ev: RecordedEvent, d: dict[str, Any]) -> None:
     s.started_at = ev.occurred_at
+    s.started_data = d
     s.agent = d.get("agent") or s.agent or (ev.actor[6:] if ev.actor.startswith("agent:")
                                             else None)
     s.model = d.get("model", s.model)

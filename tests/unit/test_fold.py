@@ -35,7 +35,8 @@ SESSION_KEYS = {"id", "agent", "model", "provider", "status", "task_id", "attemp
                 "duration_ms", "usage", "tokens", "cost_usd", "final_text", "error",
                 "error_kind", "budget", "definition_hash", "allowed_tools", "events", "turns",
                 "tool_calls_without_turn", "other", "removed_by_retention", "tool_rules",
-                "disallowed_tools", "permission_mode", "workspace_diffs", "resumes"}
+                "disallowed_tools", "permission_mode", "workspace_diffs", "resumes",
+                "workspace", "rerun_of", "forked_from"}
 TURN_KEYS = {"turn", "status", "model", "position", "called_at", "responded_at",
              "latency_ms", "usage", "stop_reason", "cost_usd", "retries", "attempts", "text",
              "fingerprint", "tool_calls", "incomplete"}
