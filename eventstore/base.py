@@ -132,6 +132,25 @@ class EventStore(abc.ABC):
         check_batch(batch)
         return await self._append(stream, self._encode(batch), expected_version)
 
+    async def append_many(
+        self, batches: Iterable[tuple[str, Iterable[NewEvent]]]
+    ) -> list[AppendResult]:
+        """Several appends ``(stream, events)``, in order, as fast as the backend can.
+
+        Each batch is checked and redacted as by ``append`` (expected version ANY) and is
+        atomic on its own; batches land in the given order, several for one stream too.
+        SQLite and PostgreSQL commit many batches at once (one fsync), so bulk writers
+        (``import claude-code``) are not one commit per batch. Not all-or-nothing across
+        batches on every backend: after a failure, retry the same events (idempotent).
+        """
+        prepared: list[tuple[str, Sequence[NewEvent], ExpectedVersion]] = []
+        for stream, events in batches:
+            check_stream(stream)
+            batch = list(events)
+            check_batch(batch)
+            prepared.append((stream, self._encode(batch), ANY))
+        return await self._append_many(prepared) if prepared else []
+
     def _encode(self, batch: list[NewEvent]) -> EncodedBatch:
         """Redact every event and keep the canonical JSON of its payloads for hashing."""
         encode = self.redactor.encode

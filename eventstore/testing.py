@@ -553,6 +553,23 @@ class StoreContract(_ContractBase):
         assert await store.head_position() == 0
         assert await store.stream_version("run-1") is None
 
+    async def test_append_many_keeps_order_checks_and_redacts(self, store: EventStore) -> None:
+        a1, b1, a2 = batch(2), batch(1), batch(3)
+        key = "sk-ant-api03-" + "Z" * 40
+        c1 = [new(data={"prompt": f"use {key}"})]
+        results = await store.append_many(
+            [("run-a", a1), ("run-b", b1), ("run-a", a2), ("session-c", c1)])
+        assert [(r.stream, r.first_version, r.last_version) for r in results] == [
+            ("run-a", 0, 1), ("run-b", 0, 0), ("run-a", 2, 4), ("session-c", 0, 0)]
+        assert ids(await stream_events(store, "run-a")) == ids(a1) + ids(a2)
+        assert ids(await all_events(store)) == ids(a1) + ids(b1) + ids(a2) + ids(c1)
+        (rec,) = await stream_events(store, "session-c")
+        assert key not in rec.to_json() and "REDACTED" in rec.data["prompt"]
+        assert await store.append_many([]) == []
+        with pytest.raises(InvalidEvent):
+            await store.append_many([("run-a", [])])
+        assert (await store.verify()).ok
+
     # -- atomicity ------------------------------------------------------------------------
 
     async def test_failed_batch_writes_nothing(self, store: EventStore) -> None:

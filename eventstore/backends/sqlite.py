@@ -116,6 +116,19 @@ class SQLiteStore(EventStore):
     ) -> AppendResult:
         return await self._writer.append(stream, events, expected)
 
+    async def _append_many(
+        self, batches: Sequence[tuple[str, Sequence[NewEvent], ExpectedVersion]]
+    ) -> list[AppendResult]:
+        """All queued at once: the writer takes them in order and commits them in groups
+        (one transaction and fsync per group, not per batch)."""
+        outcomes = await asyncio.gather(
+            *(self._writer.append(s, evs, exp) for s, evs, exp in batches),
+            return_exceptions=True)
+        for outcome in outcomes:
+            if isinstance(outcome, BaseException):
+                raise outcome
+        return [o for o in outcomes if isinstance(o, AppendResult)]
+
     async def _remove_streams(self, streams: Sequence[str], record: NewEvent) -> RecordedEvent:
         rows: list[Row]
         result, rows = await self._writer.run(_remove_streams, self.path, self.settings,

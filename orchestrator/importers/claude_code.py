@@ -262,7 +262,12 @@ def discover(paths: Iterable[Path], loads: Callable[[bytes], Any] | None = None
 
 # -- writing -------------------------------------------------------------------------------
 class _Appender:
-    """Appends batches in order; batches of distinct streams go to the store together."""
+    """Sends batches to ``store.append_many`` in waves of about ``WAVE_EVENTS`` events.
+
+    A wave goes out without waiting for the previous one when their streams are disjoint
+    (mapping the next sessions then overlaps the store's writing); a wave that touches a
+    stream still in flight waits for it, so each stream's batches land in order on every
+    backend."""
 
     def __init__(self, store: EventStore) -> None:
         self.store = store
@@ -270,31 +275,45 @@ class _Appender:
         self.streams: set[str] = set()
         self.size = 0
         self.appended = 0
+        self.inflight: list[tuple[asyncio.Future[Any], set[str], int]] = []
 
     async def add(self, stream: str, events: list[Any]) -> None:
-        if stream in self.streams or self.size >= WAVE_EVENTS:
-            await self.flush()
         self.wave.append((stream, events))
         self.streams.add(stream)
         self.size += len(events)
+        if self.size >= WAVE_EVENTS:
+            await self.flush()
 
     async def flush(self) -> None:
         if not self.wave:
             return
-        wave, self.wave = self.wave, []
-        self.streams = set()
-        self.size = 0
-        await asyncio.gather(*(self.store.append(s, evs) for s, evs in wave))
-        self.appended += sum(len(evs) for _, evs in wave)
+        wave, streams, size = self.wave, self.streams, self.size
+        self.wave, self.streams, self.size = [], set(), 0
+        while self.inflight and (len(self.inflight) > 1
+                                 or self.inflight[0][1] & streams):
+            await self._settle()
+        task = asyncio.ensure_future(self.store.append_many(wave))
+        self.inflight.append((task, streams, size))
+
+    async def _settle(self) -> None:
+        task, _, size = self.inflight.pop(0)
+        await task
+        self.appended += size
+
+    async def close(self) -> None:
+        await self.flush()
+        while self.inflight:
+            await self._settle()
 
 
-async def _stored_ids(store: EventStore, streams: Iterable[str]) -> set[str]:
+async def _stored_ids(store: EventStore, streams: Iterable[str], existing: set[str]
+                      ) -> set[str]:
+    """Ids already stored in these streams (only streams in ``existing`` are read)."""
     ids: set[str] = set()
     for stream in streams:
-        if await store.stream_version(stream) is None:
-            continue
-        async for ev in store.read_stream(stream):
-            ids.add(ev.id)
+        if stream in existing:
+            async for ev in store.read_stream(stream):
+                ids.add(ev.id)
     return ids
 
 
@@ -339,6 +358,8 @@ async def import_sessions(store: EventStore, sessions: list[SessionFiles], *,
     summary = Summary()
     appender = _Appender(store)
     construct = NewEvent.model_construct
+    # one look at which streams exist: a fresh store (or new sessions) reads nothing back
+    existing = {info.stream for info in await store.streams()}
     for sf in sessions:
         main, subs = _threads(sf, loads, summary)
         mapped = SessionMapper(sf.session_id, str(sf.main) if sf.main else None, dump,
@@ -347,7 +368,7 @@ async def import_sessions(store: EventStore, sessions: list[SessionFiles], *,
         summary.sessions += bool(mapped.records)
         events: list[Ev] = mapped.events
         summary.events += len(events)
-        stored = await _stored_ids(store, {e.stream for e in events})
+        stored = await _stored_ids(store, {e.stream for e in events}, existing)
         batch_stream: str | None = None
         batch: list[Any] = []
         taken: set[str] = set()
@@ -369,7 +390,7 @@ async def import_sessions(store: EventStore, sessions: list[SessionFiles], *,
             await appender.add(batch_stream, batch)
         if progress is not None:
             progress(summary.files, summary.bytes)
-    await appender.flush()
+    await appender.close()
     summary.appended = appender.appended
     return summary
 
