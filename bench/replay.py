@@ -110,14 +110,14 @@ async def build(path: Path, events: int) -> None:
 
 async def once(path: Path) -> tuple[float, int, int]:
     from eventstore.backends.sqlite import SQLiteStore
-    from orchestrator.cli.replay import dumps, gc_paused, replay_document
+    from orchestrator.cli.replay import dumps_bytes, gc_paused, replay_document
 
     store = await SQLiteStore.open(path, create=False)
     try:
         t = time.perf_counter()
         state, doc = await replay_document(store, RUN_ID)
         with gc_paused():
-            text = dumps(doc)
+            text = dumps_bytes(doc)
         return time.perf_counter() - t, state.events, len(text)
     finally:
         await store.close()

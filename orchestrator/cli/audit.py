@@ -8,15 +8,13 @@ whole or not at all.
 
 from __future__ import annotations
 
-import os
 import sys
-import tempfile
 from datetime import datetime
 from typing import TYPE_CHECKING
 
 import click
 
-from orchestrator.cli.common import Ctx, fail, run_async
+from orchestrator.cli.common import Ctx, fail, run_async, write_output
 
 if TYPE_CHECKING:
     from orchestrator.runs import RunSummary
@@ -59,7 +57,7 @@ async def audit(obj: Ctx, run: str | None, last: bool, since_text: str | None,
     """
     from orchestrator.audit import load_audit
     from orchestrator.cli.events import parse_time
-    from orchestrator.cli.replay import dumps
+    from orchestrator.cli.replay import dumps_bytes
     from orchestrator.runs import list_runs, resolve_run
 
     if as_json:
@@ -94,15 +92,15 @@ async def audit(obj: Ctx, run: str | None, last: bool, since_text: str | None,
     finally:
         await store.close()
     if fmt == "json":
-        text = dumps(doc)
+        data = dumps_bytes(doc)
     elif fmt == "html":
         from orchestrator.render.audit_html import render_audit_html
 
-        text = render_audit_html(doc)
+        data = render_audit_html(doc).encode()
     else:
         from orchestrator.render.audit_md import render_audit_markdown
 
-        text = render_audit_markdown(doc)
+        data = render_audit_markdown(doc).encode()
     if not doc["complete"]:
         click.echo(f"orchestrail: warning: the record is incomplete ({len(doc['incomplete'])} "
                    "missing piece(s)); the report shows what is there and lists the gaps",
@@ -111,23 +109,7 @@ async def audit(obj: Ctx, run: str | None, last: bool, since_text: str | None,
         first = doc["integrity"]["problems"][0]
         click.echo(f"orchestrail: warning: integrity check FAILED: {first['message']}",
                    err=True)
-    if output:
-        write_whole(output, text + "\n")
-        click.echo(f"wrote {output} ({len(text.encode()):,} bytes)", err=True)
-    else:
-        click.echo(text)
+    write_output(data + b"\n", output)
     if doc["integrity"]["verdict"] == "broken":
         sys.exit(BROKEN_EXIT)
 
-
-def write_whole(path: str, text: str) -> None:
-    """Write through a temporary file in the same directory, then rename over ``path``."""
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".audit-", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise

@@ -97,3 +97,26 @@ def run_async(fn: Callable[..., Coroutine[Any, Any, T]]) -> Callable[..., T | No
 
 def emit_json(obj: Any) -> None:
     click.echo(json.dumps(obj, ensure_ascii=False, default=str))
+
+
+def write_output(data: bytes, output: str | None) -> None:
+    """Program output as bytes: to ``output`` whole or not at all (a temporary file in the
+    same directory, renamed over it), or to stdout. Bytes, so a 50 MB JSON document is
+    not decoded to ``str`` only to be encoded again."""
+    if output is None:
+        sys.stdout.flush()
+        sys.stdout.buffer.write(data)
+        sys.stdout.buffer.flush()
+        return
+    import tempfile
+
+    folder = os.path.dirname(os.path.abspath(output))
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".orchestrail-", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        os.replace(tmp, output)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+    click.echo(f"wrote {output} ({len(data):,} bytes)", err=True)

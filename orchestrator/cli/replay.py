@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from orchestrator.cli.common import Ctx, fail, run_async
+from orchestrator.cli.common import Ctx, fail, run_async, write_output
 
 if TYPE_CHECKING:
     from eventstore.base import EventStore
@@ -105,13 +105,18 @@ async def replay_document(store: EventStore, run_id: str, *,
 
 
 def dumps(doc: dict[str, Any]) -> str:
-    """JSON text of a document; orjson when installed (extra ``fast``), else the stdlib."""
+    """JSON text of a document (see ``dumps_bytes``)."""
+    return dumps_bytes(doc).decode()
+
+
+def dumps_bytes(doc: dict[str, Any]) -> bytes:
+    """UTF-8 JSON of a document; orjson when installed (extra ``fast``), else the stdlib."""
     try:
         import orjson
     except ImportError:
-        return json.dumps(doc, ensure_ascii=False, default=str)
+        return json.dumps(doc, ensure_ascii=False, default=str).encode()
     encoded: bytes = orjson.dumps(doc, default=str)
-    return encoded.decode()
+    return encoded
 
 
 async def _pages(store: EventStore, query: Query,
@@ -241,13 +246,9 @@ async def replay(obj: Ctx, run: str | None, last: bool, at_text: str | None,
             doc["filter"] = {**doc.get("filter", {}), "types": list(types)}
         color = fmt == "text" and output is None and sys.stdout.isatty()
         with gc_paused():
-            text = dumps(doc) if fmt == "json" else render(doc, fmt, color=color, full=full)
-        if output:
-            with open(output, "w", encoding="utf-8") as fh:
-                fh.write(text + "\n")
-            click.echo(f"wrote {output}", err=True)
-        else:
-            click.echo(text)
+            data = (dumps_bytes(doc) if fmt == "json" else
+                    render(doc, fmt, color=color, full=full).encode())
+        write_output(data + b"\n", output)
         if not follow or doc["run"]["status"] not in ("running", "unknown", "pending"):
             return
         async for ev in store.subscribe(run_query(run_id, types), after=state.last_position):
