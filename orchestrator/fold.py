@@ -239,6 +239,7 @@ class RunState:
         self.last_at: datetime | None = None
         self.config: dict[str, Any] = {}
         self.recorded_totals: dict[str, Any] | None = None
+        self.resumes: list[dict[str, Any]] = []  # run.resumed events
         self.tasks: dict[str, Task] = {}
         self.sessions: dict[str, Session] = {}
         self.other: list[dict[str, Any]] = []
@@ -327,6 +328,18 @@ class RunState:
         for tid in d.get("tasks") or []:
             if isinstance(tid, str):
                 self._task(tid)
+
+    def _run_resumed(self, _: Session | None, ev: RecordedEvent, d: dict[str, Any]) -> None:
+        """``orchestrail resume`` took the run over: it runs again until its next
+        ``run.finished`` (``config`` stays the one ``run.started`` recorded)."""
+        self.resumes.append({"position": ev.position, "at": format_ts(ev.occurred_at),
+                             "previous_status": d.get("previous_status"),
+                             "takeover": d.get("takeover") or []})
+        self.status, self.finished_at = "running", None
+        for item in d.get("takeover") or []:  # dispatched, never started: replaced
+            sid = item.get("abandoned_session") if isinstance(item, dict) else None
+            if isinstance(sid, str) and not self._session(sid).seen:
+                self._session(sid).status = "abandoned"
 
     def _run_finished(self, _: Session | None, ev: RecordedEvent, d: dict[str, Any]) -> None:
         self.finished_at = ev.occurred_at
@@ -423,7 +436,7 @@ class RunState:
                 if stream in self.removed:
                     out.append({"where": stream, "reason": "stream removed by retention",
                                 **self.removed[stream]})
-                elif finished:
+                elif finished and s.status != "abandoned":
                     out.append({"where": stream, "reason": "session was dispatched but "
                                 "recorded no events"})
                 continue
@@ -523,6 +536,7 @@ class RunState:
                 "last_position": self.last_position, "agents": self.agents(),
                 "config": self.config, "recorded_totals": self.recorded_totals,
                 "totals": self.totals(), "complete": not incomplete,
+                "resumes": self.resumes,
             },
             "tasks": tasks,
             "sessions": sessions,
@@ -759,6 +773,7 @@ def _other(ev: RecordedEvent) -> dict[str, Any]:
 
 _HANDLERS: dict[str, tuple[str, Any]] = {
     "run.started": ("run", RunState._run_started),
+    "run.resumed": ("run", RunState._run_resumed),
     "run.finished": ("run", RunState._run_finished),
     "run.failed": ("run", RunState._run_finished),
     "task.created": ("run", RunState._task_event),

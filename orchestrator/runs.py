@@ -21,7 +21,7 @@ from orchestrator.fold import _add_usage, _num, total_tokens
 if TYPE_CHECKING:
     from eventstore.base import EventStore
 
-LIFECYCLE = ("run.started", "run.finished", "run.failed", "task.dispatched",
+LIFECYCLE = ("run.started", "run.resumed", "run.finished", "run.failed", "task.dispatched",
              "agent.started", "agent.finished", "agent.failed")
 LAST = ("last", "--last", "@last")
 
@@ -116,6 +116,8 @@ async def list_runs(store: EventStore) -> list[RunSummary]:
             for tid in d.get("tasks") or []:
                 if isinstance(tid, str):
                     r.tasks.add(tid)
+        elif t == "run.resumed":  # running again until its next run.finished
+            r.finished_at, r.status, r.recorded = None, None, None
         elif t in ("run.finished", "run.failed"):
             r.finished_at = ev.occurred_at
             r.status = str(d.get("status") or ("failed" if t == "run.failed" else "completed"))

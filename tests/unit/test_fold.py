@@ -29,7 +29,8 @@ ROOT = Path(__file__).resolve().parents[2]
 SAMPLE = ROOT / "examples" / "events" / "sample-run.jsonl"
 
 RUN_KEYS = {"id", "status", "started_at", "finished_at", "last_event_at", "duration_ms",
-            "last_position", "agents", "config", "recorded_totals", "totals", "complete"}
+            "last_position", "agents", "config", "recorded_totals", "totals", "complete",
+            "resumes"}
 SESSION_KEYS = {"id", "agent", "model", "provider", "status", "task_id", "attempt",
                 "parent_session", "children", "dispatched_at", "started_at", "finished_at",
                 "duration_ms", "usage", "tokens", "cost_usd", "final_text", "error",

@@ -1,0 +1,440 @@
+"""``orchestrail resume RUN``: finish a run that crashed (SIGKILL, power loss, OOM) or was
+stopped (Ctrl-C), from its events alone.
+
+The run is folded (``orchestrator.fold``, the same fold as replay and audit) and each
+piece is treated by what the trail says about it:
+
+* a task that is completed (or failed for good) is left alone;
+* a task whose session was in flight (dispatched, started, no ``agent.finished``; or
+  stopped by Ctrl-C, ``agent.failed`` with status ``cancelled``) has that session resumed
+  in its own workspace (``agents.resume``): recorded model turns are not asked again,
+  recorded tool calls are not run again, a tool call that was running when the process
+  died is recorded as interrupted and not run again (see ``agents/resume.py``);
+* a task that was not started is dispatched as normal.
+
+A run recorded without a run stream (``orchestrail agents run``: the run is one session)
+is resumed at the session level only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from orchestrator.runner import Runner
+
+if TYPE_CHECKING:
+    from agents.approval import Approver
+    from agents.definition import AgentDefinition
+    from agents.loop import AgentSession
+    from agents.resume import SessionLog
+    from eventstore.base import EventStore
+    from orchestrator.fold import RunState
+
+ProgressFn = Callable[[str, dict[str, Any]], None]
+
+
+class ResumeRunError(Exception):
+    """The run cannot be resumed as asked; the message says why and what to do instead."""
+
+
+@dataclass
+class SessionPlan:
+    """One session of the run and what resume does with it."""
+
+    session_id: str
+    task_id: str | None
+    agent: str | None
+    status: str  # as folded: running, pending, cancelled, completed ...
+    action: str  # resume | done | skip
+    reason: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"session_id": self.session_id, "task_id": self.task_id, "agent": self.agent,
+                "status": self.status, "action": self.action, "reason": self.reason}
+
+
+@dataclass
+class Plan:
+    run_id: str
+    status: str  # the run's status as folded
+    finished: bool
+    has_run_stream: bool
+    sessions: list[SessionPlan] = field(default_factory=list)
+
+    def to_resume(self) -> list[SessionPlan]:
+        return [s for s in self.sessions if s.action == "resume"]
+
+
+def plan(state: RunState) -> Plan:
+    """What resuming ``state`` would do, without doing it."""
+    from agents.resume import RESUMABLE_FAILURES
+
+    p = Plan(state.run_id, state.derived_status(), state.finished_at is not None,
+             state.has_run_stream)
+    for s in state.sessions.values():
+        if s.parent_session:
+            action, why = "skip", "a delegated sub-session: its parent's Agent call decides"
+        elif s.status in ("running", "pending") and s.started_at is not None:
+            action, why = "resume", "in flight when the run stopped"
+        elif s.status in RESUMABLE_FAILURES:
+            action, why = "resume", f"stopped ({s.status})"
+        elif s.started_at is None:
+            action, why = "skip", "dispatched but never started: the task is dispatched again"
+        else:
+            action, why = "done", f"ended: {s.status}"
+        p.sessions.append(SessionPlan(s.id, s.task_id, s.agent, s.status, action, why))
+    return p
+
+
+def bash_env(workspace: Path, session_id: str, pass_env: tuple[str, ...] = ()) -> dict[str, str]:
+    """The Bash tool's environment, as ``agents run`` and ``run`` give it."""
+    from agents.tools import minimal_env
+
+    env = minimal_env(str(workspace), session_id)
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
+    for var in pass_env:
+        if var in os.environ:
+            env[var] = os.environ[var]
+    return env
+
+
+def resumed_session(store: EventStore, log: SessionLog, definition: AgentDefinition,
+                    provider: Any, *, provider_name: str, workspace: Path | None = None,
+                    model: str | None = None, approver: Approver | None = None,
+                    cost_fn: Any = None, record_prompts: bool = False,
+                    pass_env: tuple[str, ...] = (), on_progress: ProgressFn | None = None
+                    ) -> AgentSession:
+    """An ``AgentSession`` set up to continue ``log`` (``await s.run(resume=log)``): same
+    session id, run, causation, workspace, permission mode and budgets as recorded."""
+    from agents.approval import DenyApprover
+    from agents.loop import AgentSession, Budgets
+    from agents.permissions import PermissionEngine, load_settings
+    from agents.resume import ResumeError
+
+    ws = workspace or (Path(log.workspace) if log.workspace else None)
+    if ws is None or not ws.is_dir():
+        raise ResumeError(f"{log.stream}: its workspace {log.workspace!r} is gone; the "
+                          "session cannot continue where it stopped")
+    settings = load_settings(ws)
+    mode = log.started.get("permission_mode")
+    engine = PermissionEngine.for_agent(
+        definition, ws, rules=settings.rules, mode=mode if isinstance(mode, str) else None,
+        additional_dirs=settings.additional_directories)
+    recorded = log.started.get("budgets")
+    known = {"max_turns", "max_tokens", "max_cost_usd", "max_wall_seconds"}
+    budgets = Budgets(**{k: v for k, v in (recorded if isinstance(recorded, dict) else {}
+                                           ).items() if k in known})
+    parent = log.started.get("parent_session")
+    return AgentSession(
+        definition, log.prompt, provider=provider, store=store, workspace=ws,
+        model=model or str(log.started.get("model") or definition.model),
+        provider_name=provider_name, session_id=log.session_id, run_id=log.run_id,
+        causation_id=log.causation_id, parent_session=parent if isinstance(parent, str)
+        else None, budgets=budgets, engine=engine,
+        approver=approver or DenyApprover("a resumed session is unattended (give --policy "
+                                          "FILE to approve 'ask' rules)"),
+        cost_fn=cost_fn, record_prompts=record_prompts,
+        env=bash_env(ws, log.session_id, pass_env), on_progress=on_progress)
+
+
+def process_alive(started: dict[str, Any]) -> bool:
+    """Is the process that recorded ``run.started`` still running here? (Same host, its
+    pid alive and an orchestrail command.) Resuming a live run would race it."""
+    pid = started.get("pid")
+    if started.get("host") != socket.gethostname() or not isinstance(pid, int) \
+            or pid == os.getpid():
+        return False
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+    return b"orchestrail" in cmdline
+
+
+def run_config(started: dict[str, Any], overrides: dict[str, Any]) -> Any:
+    """The recorded ``RunConfig`` of a run, with the caller's overrides."""
+    from dataclasses import fields
+
+    from orchestrator.runner import RunConfig
+
+    recorded = started.get("config")
+    if not isinstance(recorded, dict) or not recorded.get("project"):
+        raise ResumeRunError("run.started records no configuration (project, provider...); "
+                             "this run was not started by `orchestrail run`")
+    known = {f.name for f in fields(RunConfig)}
+    d = {k: v for k, v in recorded.items() if k in known}
+    d.update({k: v for k, v in overrides.items() if v is not None})
+    for key in ("project", "script", "policy"):
+        if d.get(key) is not None:
+            d[key] = Path(d[key])
+    d["only"] = tuple(d.get("only") or ())
+    d["pass_env"] = tuple(d.get("pass_env") or ())
+    return RunConfig(**d)
+
+
+class ResumeRunner(Runner):
+    """The ``orchestrail run`` dispatcher, continuing a recorded run instead of starting
+    one: ``run.resumed`` instead of ``run.started``; the tasks the crashed process held
+    taken over (same worker id, the run id, or an expired lease), their sessions resumed;
+    then the normal dispatch of what is left, and ``run.finished``."""
+
+    def __init__(self, store: EventStore, state: RunState, overrides: dict[str, Any], *,
+                 progress: Any = None, app_config: Any = None) -> None:
+        config = run_config(state.config, {**overrides, "run_id": state.run_id})
+        super().__init__(store, config, progress=progress, app_config=app_config)
+        self.state = state
+        self.plan = plan(state)
+        #: (task, how, session id): how = resume | settle | attempt
+        self.takeover: list[tuple[Any, str, str | None]] = []
+        self.skipped: dict[str, str] = {}
+
+    async def prepare(self) -> None:
+        from agents.discovery import load_agents
+        from agents.models import ModelCatalog
+        from orchestrator.backlog import Backlog, TaskNotFound
+        from orchestrator.execute import ExecConfig
+        from orchestrator.runner import RunInputError
+        from orchestrator.workspace import WorkspaceError, Workspaces
+
+        cfg, state = self.config, self.state
+        if not cfg.project.is_dir():
+            raise RunInputError([f"run {self.run_id}: its project directory {cfg.project} "
+                                 "is gone"], code=1)
+        self.backlog = backlog = await Backlog.load(self.store, correlation_id=self.run_id)
+        self.agents = load_agents(cfg.project)
+        sessions = {p.session_id: p for p in self.plan.sessions}
+        now = _now()
+        ids = [t for t in state.config.get("tasks") or [] if isinstance(t, str)]
+        ids += [t for t in state.tasks if t not in ids]
+        dead: dict[str, str] = {}
+        dispatch: list[Any] = []
+        for tid in ids:
+            try:
+                t = backlog.get(tid)
+            except TaskNotFound:
+                self.skipped[tid] = "not in the backlog"
+                continue
+            folded = state.tasks.get(tid)
+            last = sessions.get(folded.sessions[-1]) if folded and folded.sessions else None
+            if t.status == "completed":
+                self.report.completed.append(tid)
+                continue
+            if t.status in ("failed", "cancelled"):
+                self.report.failed[tid] = t.error or t.status
+                continue
+            ours = t.status == "claimed" and (t.worker == self.run_id or t.lease_expired(now))
+            if t.status == "claimed" and not ours:
+                self.report.released[tid] = (f"claimed by {t.worker} until "
+                                             f"{t.lease_until:%H:%M:%S} (not this run's)"
+                                             if t.lease_until else f"claimed by {t.worker}")
+                continue
+            if last is not None and last.action == "resume":
+                self.takeover.append((t, "resume", last.session_id))
+            elif ours and last is not None and last.action == "done" \
+                    and state.sessions[last.session_id].task_id == tid:
+                self.takeover.append((t, "settle", last.session_id))
+            elif ours:  # claimed, nothing started (or only dispatched): a new attempt
+                self.takeover.append((t, "attempt", last.session_id if last else None))
+            else:
+                why = self._dead(backlog, t, set(ids), dead)
+                if why:
+                    dead[tid] = why
+                    self.report.blocked[tid] = why
+                    continue
+                dispatch.append(t)
+        self.tasks = [t for t, _, _ in self.takeover] + dispatch
+        problems: list[str] = []
+        for t in self.tasks:
+            if t.agent is not None and t.agent not in self.agents:
+                problems.append(f"task {t.id!r}: unknown agent {t.agent!r} (known: "
+                                f"{', '.join(self.agents.names()) or 'none'})")
+        providers = self._providers(problems)
+        if problems:
+            raise RunInputError(problems)
+        git = state.config.get("git")
+        self._git = git if isinstance(git, dict) else None
+        mode = str(state.config.get("workspace_mode") or cfg.workspace)
+        workspaces = Workspaces(cfg.project, self.run_id, mode,  # type: ignore[arg-type]
+                                base_commit=(self._git or {}).get("commit"))
+        try:
+            await workspaces.setup()
+        except WorkspaceError as exc:
+            raise RunInputError([str(exc)]) from None
+        approver = None
+        if cfg.policy is not None:
+            from agents.approval import make_approver
+
+            approver = make_approver(policy=cfg.policy, workspace=cfg.project)
+        self.exec = ExecConfig(
+            store=self.store, run_id=self.run_id, project=cfg.project, agents=self.agents,
+            workspaces=workspaces, provider_name=cfg.provider, providers=providers,
+            catalog=ModelCatalog.from_config(self.app_config), budgets=cfg.budgets(),
+            model=cfg.model, timeout=cfg.task_timeout, approver=approver,
+            record_prompts=cfg.record_prompts, pass_env=cfg.pass_env,
+            on_progress=self.progress, config=self.app_config)
+        self.pending = {t.id for t in self.tasks}
+        taken = {sid for _, _, sid in self.takeover if sid}
+        for s in state.sessions.values():  # what the sessions before the crash spent
+            if s.id not in taken and not s.parent_session:
+                for k, v in s.effective_usage().items():
+                    self.report.usage[k] = self.report.usage.get(k, 0) + v
+                self.report.cost_usd += s.effective_cost() or 0.0
+
+    async def _started(self) -> None:
+        """``run.resumed`` at the run stream's head (a second resumer fails here and
+        writes nothing), then the taken-over tasks start before any new dispatch."""
+        from datetime import timedelta
+
+        from eventstore.errors import WrongExpectedVersion
+        from eventstore.model import NO_STREAM, NewEvent
+        from orchestrator.backlog import ClaimLost
+        from orchestrator.execute import Cancel
+
+        stream = f"run-{self.run_id}"
+        head = await self.store.stream_version(stream)
+        taken = {x.id for x, _, _ in self.takeover}
+        dispatch = [t.id for t in self.tasks if t.id not in taken]
+        data: dict[str, Any] = {
+            "run_id": self.run_id, "from_version": head,
+            "previous_status": self.state.derived_status(),
+            "takeover": [{"task_id": t.id, "action": how,
+                          "abandoned_session" if how == "attempt" else "session_id": sid}
+                         for t, how, sid in self.takeover],
+            "dispatch": dispatch,
+            "completed": list(self.report.completed), "failed": dict(self.report.failed),
+            "blocked": dict(self.report.blocked), "not_ours": dict(self.report.released),
+            "provider": self.config.provider, "config_digest": self.config.digest(),
+            "host": socket.gethostname(), "pid": os.getpid()}
+        try:
+            await self.store.append(stream, [NewEvent(
+                type="run.resumed", data=data, actor="orchestrator",
+                correlation_id=self.run_id)], NO_STREAM if head is None else head)
+        except WrongExpectedVersion:
+            raise ResumeRunError(f"run {self.run_id} was appended to while resuming it: "
+                                 "another process is resuming (or still running) it") from None
+        if self.progress is not None:
+            self.progress.note(
+                f"run {self.run_id}: resuming; {len(self.report.completed)} task(s) already "
+                f"completed, {sum(h == 'resume' for _, h, _ in self.takeover)} session(s) to "
+                f"resume, {len(dispatch)} task(s) to dispatch")
+        assert self.backlog is not None
+        lease = timedelta(seconds=self.config.lease_seconds)
+        for task, how, sid in self.takeover:
+            held: Any = None
+            try:
+                if task.status == "claimed" and task.worker == self.run_id:
+                    held = await self.backlog.renew(task.id, self.run_id, lease=lease)
+                else:
+                    held = await self.backlog.claim(task.id, self.run_id, lease=lease)
+            except ClaimLost:
+                pass
+            if held is None:
+                self.pending.discard(task.id)
+                self.report.released[task.id] = "taken by another worker during resume"
+                continue
+            handle = Cancel()
+            if how == "resume":
+                assert sid is not None
+                fut = asyncio.ensure_future(self._resume_attempt(held, sid, handle, lease))
+            elif how == "settle":
+                assert sid is not None
+                fut = asyncio.ensure_future(self._recorded_outcome(held, sid))
+            else:
+                fut = asyncio.ensure_future(self._attempt(held, handle, lease))
+            self._running[fut] = (task.id, handle)
+
+    async def _resume_attempt(self, task: Any, sid: str, handle: Any,
+                              lease: Any) -> Any:
+        """Continue the task's session where the trail stops (``agents.resume``)."""
+        from agents.errors import AgentError
+        from agents.resume import SessionFinished, SessionTaken, load_session
+        from orchestrator.execute import TaskOutcome, _fill, _record_diff, _supervise
+        from orchestrator.workspace import WorkspaceError
+
+        assert self.exec is not None and self.backlog is not None
+        cfg, backlog = self.exec, self.backlog
+        folded = self.state.sessions[sid]
+        t0 = time.monotonic()
+        out = TaskOutcome(task.id, int(folded.attempt or task.attempts or 1), sid, "failed")
+        try:
+            log = await load_session(self.store, sid)
+            definition = cfg.agents.get(log.agent)
+            ws = await cfg.workspaces.prepare(task.id, task.depends_on, fresh=False)
+            session = resumed_session(
+                self.store, log, definition, cfg.providers(task, definition),
+                provider_name=cfg.provider_name, workspace=ws.path, model=cfg.model,
+                approver=cfg.approver, cost_fn=cfg.catalog.cost,
+                record_prompts=cfg.record_prompts, pass_env=tuple(cfg.pass_env),
+                on_progress=lambda kind, data: cfg.on_progress(task.id, kind, data)
+                if cfg.on_progress is not None else None)
+        except SessionFinished:  # it ended after we folded: take the recorded ending
+            return await self._recorded_outcome(task, sid)
+        except (AgentError, WorkspaceError, LookupError) as exc:
+            out.error, out.error_kind = f"cannot resume session {sid}: {exc}", "setup"
+            out.seconds = time.monotonic() - t0
+            return out
+        out.workspace = ws.to_dict()
+
+        async def heartbeat() -> None:
+            await backlog.renew(task.id, self.run_id, lease=lease)
+
+        def stop_as(status: str, reason: str) -> None:
+            session.cancelled_as = (status, reason)
+
+        s0 = time.monotonic()
+        try:
+            result, stopped = await _supervise(
+                session.run(resume=log), stop_as, cfg.timeout, handle, heartbeat,
+                max(1.0, lease.total_seconds() / 3))
+        except SessionTaken as exc:
+            out.status, out.error, out.error_kind = "lease_lost", str(exc), "lease_lost"
+            out.seconds = time.monotonic() - t0
+            return out
+        out.session_seconds = time.monotonic() - s0
+        if stopped is not None:
+            out.status, out.error = stopped
+            out.error_kind = out.status
+        if result is not None:
+            _fill(out, result)
+        out.diff = await _record_diff(cfg, ws, task, out, log.causation_id or sid)
+        out.seconds = time.monotonic() - t0
+        return out
+
+    async def _recorded_outcome(self, task: Any, sid: str) -> Any:
+        """The session ended before the crash but its task was not settled: settle it from
+        the trail (nothing runs again), recording the workspace diff if it is missing."""
+        from agents.resume import load_session
+        from orchestrator.cli.replay import load_run
+        from orchestrator.execute import TaskOutcome, _record_diff
+
+        assert self.exec is not None
+        state = await load_run(self.store, self.run_id)
+        s = state.sessions[sid]
+        out = TaskOutcome(task.id, int(s.attempt or task.attempts or 1), sid, s.status,
+                          error=s.error, error_kind=s.error_kind, final_text=s.final_text or "",
+                          turns=len(s.turns), tool_calls=len(s.tool_calls),
+                          denials=sum(c.decision == "denied" for c in s.tool_calls.values()),
+                          usage=dict(s.effective_usage()), cost_usd=s.effective_cost())
+        if not s.diffs:
+            ws = await self.exec.workspaces.prepare(task.id, task.depends_on, fresh=False)
+            out.workspace = ws.to_dict()
+            try:
+                cause = (await load_session(self.store, sid)).causation_id
+            except Exception:
+                cause = None
+            out.diff = await _record_diff(self.exec, ws, task, out, cause or sid)
+        return out
+
+
+def _now() -> Any:
+    from datetime import UTC, datetime
+
+    return datetime.now(UTC)

@@ -1,0 +1,224 @@
+"""`orchestrail resume` after a real SIGKILL: real processes, a real SQLite file, real git
+worktrees, the script provider standing in for the model.
+
+Each tool call appends one line to a file in its task's workspace, so "no tool call ran
+twice" is checked twice: in the trail (one outcome per tool_use_id) and on disk (each
+line at most once; exactly once when the trail says the call completed). The kill points
+are drawn from a seeded random generator (``RESUME_SEED`` to try others) as numbers of
+events stored: the test polls the SQLite file and sends SIGKILL when the count is reached.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import sqlite3
+import subprocess
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from tests.conftest import ORCHESTRAIL
+
+SEED = int(os.environ.get("RESUME_SEED", "20261123"))
+TRACER = """\
+---
+name: tracer
+description: Leaves one line per step in trace.txt.
+tools: Read, Write, Bash(echo:*), Bash(sleep:*)
+permissionMode: acceptEdits
+---
+You append lines.
+"""
+
+
+def env_for(db: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ORCHESTRAIL_")}
+    env["ORCHESTRAIL_STORE"] = f"sqlite:///{db}"
+    return env
+
+
+def cli(cwd: Path, db: Path, *args: str, timeout: float = 180
+        ) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([ORCHESTRAIL, *args], cwd=cwd, capture_output=True, text=True,
+                          timeout=timeout, env=env_for(db))
+
+
+def script(steps: int, pause: float) -> dict[str, Any]:
+    turns: list[dict[str, Any]] = [
+        {"text": f"step {i}", "tool_calls": [{"name": "Bash", "input": {
+            "command": f"echo step-{i} >> trace.txt && sleep {pause}"}}]}
+        for i in range(1, steps + 1)]
+    turns.append({"text": "all steps done"})
+    return {"turns": turns}
+
+
+def project(root: Path, steps: int, pause: float, tasks: int = 0) -> Path:
+    p = root / "proj"
+    (p / ".claude" / "agents").mkdir(parents=True)
+    (p / ".claude" / "agents" / "tracer.md").write_text(TRACER)
+    (p / ".gitignore").write_text(".orchestrail/\n")
+    (p / "script.yaml").write_text(yaml.safe_dump(script(steps, pause)))
+    if tasks:
+        (p / "tasks.yaml").write_text(yaml.safe_dump({"defaults": {"agent": "tracer"},
+                                                      "tasks": [{
+            "id": f"t{i:02d}", "title": f"Task {i}", "prompt": f"trace task {i}"}
+            for i in range(1, tasks + 1)]}))
+        subprocess.run(["git", "init", "-q", str(p)], check=True)
+        subprocess.run(["git", "-C", str(p), "add", "-A"], check=True)
+        subprocess.run(["git", "-C", str(p), "-c", "user.name=t", "-c",
+                        "user.email=t@example.com", "commit", "-qm", "init"], check=True)
+    return p
+
+
+def count_events(db: Path) -> int:
+    if not db.exists():
+        return 0
+    try:
+        with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=1) as con:
+            return int(con.execute("SELECT count(*) FROM events").fetchone()[0])
+    except sqlite3.OperationalError:  # schema not created yet
+        return 0
+
+
+def kill_at(cmd: list[str], cwd: Path, db: Path, n: int, deadline: float = 120) -> int:
+    """Start ``cmd``, SIGKILL it once the store holds ``n`` events; the count at the kill."""
+    proc = subprocess.Popen(cmd, cwd=cwd, env=env_for(db), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    t0 = time.monotonic()
+    try:
+        while True:
+            seen = count_events(db)
+            if seen >= n:
+                proc.send_signal(signal.SIGKILL)
+                proc.wait()
+                return seen
+            assert proc.poll() is None, f"the process ended (code {proc.returncode}) " \
+                f"before {n} events were stored ({seen}): pick an earlier kill point"
+            assert time.monotonic() - t0 < deadline, "timed out waiting for events"
+            time.sleep(0.002)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def all_events(cwd: Path, db: Path) -> list[dict[str, Any]]:
+    out = cli(cwd, db, "events", "query", "--all", "--json")
+    assert out.returncode == 0, out.stderr
+    return [json.loads(line) for line in out.stdout.splitlines()]
+
+
+def check_trail(evs: list[dict[str, Any]]) -> dict[tuple[str, str], dict[str, Any]]:
+    """One outcome per tool call, one request per tool call, one answer per model turn;
+    returns each call's outcome by (session stream, tool_use_id)."""
+    requested = Counter((e["stream"], e["data"]["tool_use_id"]) for e in evs
+                        if e["type"] == "tool.requested")
+    outcomes = [e for e in evs if e["type"] in ("tool.completed", "tool.denied")]
+    done = Counter((e["stream"], e["data"]["tool_use_id"]) for e in outcomes)
+    assert set(requested.values()) == {1}, "a tool call was requested twice"
+    assert set(done.values()) == {1}, "a tool call has two outcomes (ran twice?)"
+    assert set(done) == set(requested)
+    answered = Counter((e["stream"], e["data"]["turn"]) for e in evs
+                       if e["type"] == "model.responded")
+    assert set(answered.values()) == {1}, "a recorded model turn was asked again"
+    return {(e["stream"], e["data"]["tool_use_id"]): e["data"] for e in outcomes}
+
+
+def check_trace(trace: Path, calls: list[dict[str, Any]], steps: int) -> None:
+    """Each step's line at most once; exactly once when its call completed normally."""
+    lines = Counter(trace.read_text().splitlines()) if trace.exists() else Counter()
+    assert all(n == 1 for n in lines.values()), f"{trace}: a step ran twice: {lines}"
+    for call in calls:
+        step = call["tool_use_id"].split("_")[1]  # toolu_<turn>_<call>_<n>
+        if call.get("error_kind") == "interrupted":
+            assert call["resumed"] is True
+            assert lines[f"step-{step}"] <= 1
+        else:
+            assert not call["is_error"], call
+            assert lines[f"step-{step}"] == 1, f"{trace}: step {step} missing"
+    assert len(calls) == steps
+
+
+def test_agents_run_killed_and_resumed(tmp_path: Path) -> None:
+    """Session level: `agents run` SIGKILLed mid-session, then `resume RUN`."""
+    rng = random.Random(SEED)
+    steps = 12
+    for k in range(3):
+        root = tmp_path / f"s{k}"
+        p = project(root, steps, 0.03)
+        db = root / "events.db"
+        # session events: started, 12 x (called, responded, requested, completed), ...
+        n = rng.randint(3, 4 * steps - 2)
+        seen = kill_at([ORCHESTRAIL, "agents", "run", "tracer", "trace the steps", "--script",
+                        "script.yaml", "--run-id", "killed"], p, db, n)
+        out = cli(p, db, "resume", "killed", "--script", "script.yaml", "--json")
+        assert out.returncode == 0, (n, seen, out.stdout, out.stderr)
+        doc = json.loads(out.stdout)
+        assert doc["status"] == "completed" and doc["resumed"] is True
+        [s] = doc["sessions"]
+        assert s["final_text"] == "all steps done" and s["turns"] == steps + 1
+        evs = all_events(p, db)
+        outcomes = check_trail(evs)
+        check_trace(p / "trace.txt", list(outcomes.values()), steps)
+        assert [e["type"] for e in evs].count("agent.resumed") == 1
+        assert cli(p, db, "verify").returncode == 0
+        again = cli(p, db, "resume", "--last", "--script", "script.yaml")
+        assert again.returncode == 0 and "already finished: completed" in again.stdout
+
+
+def test_run_of_20_tasks_killed_and_resumed(tmp_path: Path) -> None:
+    """Issue #5: a SIGKILL at a random point of a 20-task run, then `resume`: every task
+    done exactly once, no tool call executed twice (trail and workspace), the trail
+    verifies. Several seeded kill points, each on a fresh project."""
+    rng = random.Random(SEED + 1)
+    steps, tasks = 3, 20
+    # per task about 20 events (claim, dispatch, session, diff, completion)
+    total_estimate = tasks * 18
+    for k in range(3):
+        root = tmp_path / f"r{k}"
+        p = project(root, steps, 0.01, tasks=tasks)
+        db = p / ".orchestrail" / "events.db"
+        assert cli(p, db, "task", "import", "tasks.yaml").returncode == 0
+        n = count_events(db) + rng.randint(5, total_estimate - 40)
+        kill_at([ORCHESTRAIL, "run", "--script", "script.yaml", "--run-id", f"run{k}", "-q"],
+                p, db, n)
+        before = all_events(p, db)
+        completed_before = {e["stream"] for e in before if e["type"] == "task.completed"}
+        assert len(completed_before) < tasks
+        out = cli(p, db, "resume", f"run{k}", "--json", "-q")
+        assert out.returncode == 0, (n, out.stdout, out.stderr)
+        doc = json.loads(out.stdout)
+        assert doc["status"] == "completed", doc
+        assert sorted(doc["tasks"]["completed"]) == [f"t{i:02d}" for i in range(1, tasks + 1)]
+        evs = all_events(p, db)
+        # every task completed exactly once, by this run
+        done = Counter(e["stream"] for e in evs if e["type"] == "task.completed")
+        assert done == Counter({f"task-t{i:02d}": 1 for i in range(1, tasks + 1)})
+        outcomes = check_trail(evs)
+        sessions: dict[str, list[dict[str, Any]]] = {}
+        for (stream, _), data in outcomes.items():
+            sessions.setdefault(stream, []).append(data)
+        task_of = {e["data"]["session_id"]: e["data"]["task_id"] for e in evs
+                   if e["type"] == "task.dispatched"}
+        finished = [e for e in evs if e["type"] == "agent.finished"]
+        assert len(finished) == tasks  # one finished session per task
+        for e in finished:
+            sid = e["stream"][len("session-"):]
+            ws = p / ".orchestrail" / "worktrees" / f"run{k}" / task_of[sid]
+            check_trace(ws / "trace.txt", sessions[e["stream"]], steps)
+        kinds = [e["type"] for e in evs]
+        assert kinds.count("run.started") == 1 and kinds.count("run.resumed") == 1
+        assert [e for e in evs if e["type"] == "run.finished"][-1]["data"]["status"] \
+            == "completed"
+        assert cli(p, db, "verify").returncode == 0
+        replay = cli(p, db, "replay", f"run{k}", "--format", "json")
+        assert replay.returncode == 0, replay.stderr
+        state = json.loads(replay.stdout)
+        assert state["run"]["status"] == "completed" and state["incomplete"] == []
+        assert len(state["run"]["resumes"]) == 1
