@@ -105,6 +105,10 @@ async def run(obj: Ctx, name: str, prompt: str, provider_name: str, script_path:
         for var in pass_env:
             if var in os.environ:
                 env[var] = os.environ[var]
+        from orchestrator.workspace import git_info
+
+        # where the session starts from, so `rerun` can recreate it in a scratch clone
+        git = await git_info(ws)
         budgets = Budgets(max_turns=max_turns or definition.max_turns,
                           max_tokens=max_total_tokens, max_cost_usd=max_cost,
                           max_wall_seconds=max_time)
@@ -112,7 +116,7 @@ async def run(obj: Ctx, name: str, prompt: str, provider_name: str, script_path:
             definition, prompt, provider=provider, store=store, workspace=ws, model=resolved,
             provider_name=provider_name, run_id=run_id, budgets=budgets, engine=engine,
             approver=approver, cost_fn=catalog.cost, record_prompts=record_prompts, env=env,
-            on_progress=_progress)
+            on_progress=_progress, started_extra={"git": git} if git else None)
         env["ORCHESTRAIL_SESSION_ID"] = session.session_id
         click.echo(f"session {session.session_id}: {name} on {provider_name}/{resolved} "
                    f"in {ws}", err=True)
