@@ -66,23 +66,28 @@ async def load_audit(store: EventStore, run_ids: list[str], *,
     with gc_paused():
         for run_id in run_ids:
             state = await load_run(store, run_id)
-            report = await verify_streams(store, run_streams(state))
+            report = await verify_streams(store, await run_streams(store, state))
             runs.append((state, report))
         return build_audit(runs, scope=scope or {"runs": run_ids})
 
 
-def run_streams(state: RunState) -> list[str]:
-    """The streams a run wrote (or should have): run, tasks, sessions, and removed ones."""
+async def run_streams(store: EventStore, state: RunState) -> list[str]:
+    """The streams a run wrote (or must have): run, tasks, sessions, and removed ones.
+
+    A task's own stream is checked when it exists (a task can be named by the run stream
+    alone); a session the run dispatched must exist once the run is over, or be accounted
+    for by retention, else its absence is an integrity problem.
+    """
     out: list[str] = []
     if state.has_run_stream or f"run-{state.run_id}" in state.removed:
         out.append(f"run-{state.run_id}")
     finished = state.finished_at is not None
     for t in state.tasks.values():
-        if t.seen or f"task-{t.id}" in state.removed:
-            out.append(f"task-{t.id}")
+        stream = f"task-{t.id}"
+        if stream in state.removed or await store.stream_version(stream) is not None:
+            out.append(stream)
     for s in state.sessions.values():
         stream = f"session-{s.id}"
-        # a dispatched session with no events is missing once the run is over
         if s.seen or stream in state.removed or finished:
             out.append(stream)
     return out
@@ -165,13 +170,18 @@ def _run_entry(state: RunState, report: VerifyReport) -> dict[str, Any]:
 
 
 def _run_integrity(state: RunState, report: VerifyReport) -> dict[str, Any]:
-    removed = [dict(v) for v in state.removed.values()
-               if v["stream"] in set(run_streams(state))]
+    removed = [dict(v) for v in state.removed.values() if v["stream"] in report_streams(state)]
     problems = [p.model_dump() for p in report.problems]
     verdict = "broken" if problems else ("intact-with-retention" if removed else "intact")
     return {"verdict": verdict, "ok": not problems, "streams_checked": report.streams,
             "events_checked": report.events, "removed_streams": removed,
             "problems": problems}
+
+
+def report_streams(state: RunState) -> set[str]:
+    """Every stream name the run could own (to pick its retention records)."""
+    return {f"run-{state.run_id}", *(f"task-{t}" for t in state.tasks),
+            *(f"session-{s}" for s in state.sessions)}
 
 
 def _integrity(runs: list[dict[str, Any]]) -> dict[str, Any]:

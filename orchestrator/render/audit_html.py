@@ -53,7 +53,7 @@ th{background:#f3f5f7;font-weight:600;white-space:nowrap}
 td.num{font-variant-numeric:tabular-nums}
 table.kv th{width:14em;background:none;color:#5b6570;font-weight:500}
 code,.mono,td.mono{font-family:ui-monospace,SFMono-Regular,Menlo,monospace;font-size:.92em}
-td.mono{word-break:break-all}
+td.mono{word-break:break-all}td.t{white-space:nowrap}
 .ok,.completed,.approved{color:#17602a}
 .denied,.error,.failed,.rejected,.NO,.broken{color:#b00020;font-weight:600}
 .pending,.running,.incomplete{color:#8a6100}
@@ -127,6 +127,13 @@ def _tr(*cells: str) -> str:
 def _td(value: Any, cls: str = "") -> str:
     c = f" class={cls}" if cls else ""
     return f"<td{c}>{_e(value)}</td>"
+
+
+def _at(ts: str | None) -> str:
+    """A timestamp cell: ``2026-11-23 10:00:02.997`` on one line, the full value on hover."""
+    if not ts:
+        return "<td>-</td>"
+    return f"<td class=t title=\"{_e(ts)}\">{_e(ts[:23].replace('T', ' '))}</td>"
 
 
 def _num(value: Any) -> str:
@@ -304,7 +311,7 @@ def _decisions(p: _Page, doc: dict[str, Any]) -> None:
     p.add(f"<section class=card id=decisions><details open><summary>Denials and approvals "
           f"({len(ds)})</summary>")
     p.table(["at", "agent", "tool", "input", "decision", "rule", "reason", "by"], [
-        _tr(_td(d["at"]), _td(d["agent"]), _td(d["tool"]), _td(d["input"], "mono"),
+        _tr(_at(d["at"]), _td(d["agent"]), _td(d["tool"]), _td(d["input"], "mono"),
             _td(d["outcome"], d["outcome"]), _td(d["rule"], "mono"), _td(d["reason"]),
             _td(d["by"])) for d in ds])
     p.add("</details></section>")
@@ -315,7 +322,7 @@ def _files(p: _Page, doc: dict[str, Any]) -> None:
     p.add(f"<section class=card id=files><details><summary>Files changed ({len(fs)} writes, "
           f"{len(diffs)} workspace diffs)</summary>")
     p.table(["at", "agent", "tool", "path", "action", "sha256", "bytes"], [
-        _tr(_td(f["at"]), _td(f["agent"]), _td(f["tool"]), _td(f["path"], "mono"),
+        _tr(_at(f["at"]), _td(f["agent"]), _td(f["tool"]), _td(f["path"], "mono"),
             _td(f["action"]), _td(f["sha256"], "mono"), _num(f["bytes"])) for f in fs],
         empty="No file changes recorded by the tool calls.")
     if not diffs:
@@ -334,7 +341,7 @@ def _commands(p: _Page, doc: dict[str, Any]) -> None:
     p.add(f"<section class=card id=commands><details><summary>Commands run ({len(cs)})"
           "</summary>")
     p.table(["at", "agent", "command", "status", "exit", "duration", "output"], [
-        _tr(_td(c["at"]), _td(c["agent"]), _td(c["command"], "mono"),
+        _tr(_at(c["at"]), _td(c["agent"]), _td(c["command"], "mono"),
             _td(c["status"] + (" (timed out)" if c["timed_out"] else ""), c["status"]),
             _num(c["exit_code"]), _num(secs(c["duration_ms"])),
             f"<td class=mono>{_e(short(c['output_sha256']))} "
@@ -347,7 +354,7 @@ def _errors(p: _Page, doc: dict[str, Any]) -> None:
     p.add(f"<section class=card id=errors><details{' open' if es else ''}><summary>Errors "
           f"({len(es)})</summary>")
     p.table(["at", "agent", "where", "kind", "message"], [
-        _tr(_td(e["at"]), _td(e["agent"]), _td(e["where"], "mono"), _td(e["kind"], "error"),
+        _tr(_at(e["at"]), _td(e["agent"]), _td(e["where"], "mono"), _td(e["kind"], "error"),
             _td(e["message"], "mono")) for e in es])
     p.add("</details></section>")
 
