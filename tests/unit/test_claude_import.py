@@ -205,3 +205,38 @@ def test_bad_lines_are_reported_with_file_and_line_and_the_rest_imported(
                               "claude-code", str(tmp_path / "nope")],
                              capture_output=True, text=True, env=env, timeout=120)
     assert missing.returncode == 1 and "nope: no such file or directory" in missing.stderr
+
+
+def test_progress_bar_only_on_a_terminal(tmp_path: Path) -> None:
+    import os
+    import pty
+
+    for i, layout in enumerate(("nested", "flat", "inline")):
+        write_session(tmp_path / "projects" / f"p{i}", layout, i + 2)
+    args = [ORCHESTRAIL, "--store", f"sqlite:///{tmp_path / 'e.db'}", "import",
+            "claude-code", str(tmp_path / "projects")]
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}
+    leader, follower = pty.openpty()
+    try:
+        proc = subprocess.run(args, stdout=subprocess.PIPE, stderr=follower, env=env,
+                              timeout=120)
+        os.close(follower)
+        shown = b""
+        while True:
+            try:
+                chunk = os.read(leader, 65536)
+            except OSError:  # EIO: the child closed its end
+                break
+            if not chunk:
+                break
+            shown += chunk
+    finally:
+        os.close(leader)
+    assert proc.returncode == 0
+    files = sum(1 for _ in (tmp_path / "projects").rglob("*.jsonl"))
+    assert b"importing [" in shown and f"{files}/{files} files".encode() in shown
+    assert b" MB" in shown
+    plain = subprocess.run([*args[:2], f"sqlite:///{tmp_path / 'f.db'}", *args[3:]],
+                           capture_output=True, text=True, env=env, timeout=120)
+    assert plain.returncode == 0 and "importing [" not in plain.stderr
+    assert plain.stderr == ""
