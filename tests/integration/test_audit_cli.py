@@ -323,3 +323,38 @@ def test_html_page_in_headless_chromium(store_dir: Path) -> None:
     keep = os.environ.get("ORCHESTRAIL_KEEP_SCREENSHOT")
     if keep:
         shutil.copy(shot, keep)
+
+
+def test_long_tables_keep_rows_out_of_the_dom_until_asked(tmp_path: Path) -> None:
+    """A generated 1,000-event run (bench.replay's shapes): 238 commands. The page holds
+    100 rows in the DOM; the "show more" button (inline script) appends the rest from the
+    JSON block, which the real browser runs here."""
+    db = tmp_path / "events.db"
+    made = subprocess.run([sys.executable, "-c", "import asyncio, pathlib, bench.replay as b; "
+                           f"asyncio.run(b.build(pathlib.Path({str(db)!r}), 1000))"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert made.returncode == 0, made.stderr
+    page = tmp_path / "audit.html"
+    out = run(tmp_path, "audit", "bench-replay-run", "--format", "html", "-o", str(page))
+    assert out.returncode == 0, out.stderr
+    body = page.read_text()
+    doc = audit_json(tmp_path, "bench-replay-run")
+    commands = len(doc["commands"])
+    assert commands == 238 and doc["summary"]["denials"] == 12
+    click = ("<script>for (const n of [1, 2, 3]) document.querySelectorAll('button.more')"
+             ".forEach(b => b.click());</script></body>")
+    clicked = tmp_path / "clicked.html"
+    clicked.write_text(body.replace("</body>", click))
+    browser = chromium()
+
+    def rows(path: Path) -> tuple[int, int]:
+        dom = subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu",
+                              "--dump-dom", path.as_uri()],
+                             capture_output=True, text=True, timeout=120)
+        assert dom.returncode == 0, dom.stderr[-2000:]
+        section = dom.stdout.split('id="commands"')[1].split("</section>")[0]
+        section = re.sub(r"<script.*?</script>", "", section, flags=re.S)  # text, not DOM
+        return section.count("<tr>") - 1, section.count('class="more"')  # minus the head
+
+    assert rows(page) == (100, 1)
+    assert rows(clicked) == (commands, 0)
