@@ -33,7 +33,7 @@ if TYPE_CHECKING:
     from agents.approval import Approver
     from agents.definition import AgentDefinition
     from agents.discovery import AgentRegistry
-    from agents.loop import Budgets
+    from agents.loop import Budgets, RetryPolicy
     from agents.models import ModelCatalog
     from eventstore.base import EventStore
     from orchestrator.backlog import Backlog, TaskState
@@ -92,6 +92,7 @@ class ExecConfig:
     budgets: Budgets
     model: str | None = None
     timeout: float | None = None
+    retry: RetryPolicy | None = None  # model-call retries inside a session
     approver: Approver | None = None
     record_prompts: bool = False
     pass_env: Sequence[str] = ()
@@ -140,6 +141,12 @@ class TaskOutcome:
     @property
     def tokens(self) -> int:
         return sum(v for v in self.usage.values() if isinstance(v, int))
+
+    def reason(self) -> str:
+        """Why it did not complete, starting with the status: ``timeout: task timed out
+        after 5 s``, ``failed: model call failed: ...``."""
+        why = self.error or self.status
+        return why if why.startswith(self.status) else f"{self.status}: {why}"
 
     def summary(self) -> dict[str, Any]:
         """What goes into ``task.completed``'s ``result`` (the session holds the rest)."""
@@ -223,6 +230,7 @@ async def execute_task(task: TaskState, attempt: int, cfg: ExecConfig, *,
     out.dispatched_id = dispatched.id
     _progress(cfg, task.id, "task.dispatched", dispatched.data)
 
+    session: Any = None
     if cfg.provider_name == "claude-code":
         runner = _claude_code(cfg, definition, task, ws, model, session_id, dispatched.id)
         stop_as: Callable[[str, str], None] = lambda status, reason: None  # noqa: E731
@@ -240,6 +248,11 @@ async def execute_task(task: TaskState, attempt: int, cfg: ExecConfig, *,
     if stopped is not None:
         out.status, out.error = stopped
         out.error_kind = out.status
+        if session is not None:  # what the stopped session got done
+            out.turns, out.tool_calls, out.denials = (session.turns, session.tool_calls,
+                                                      session.denials)
+            out.usage = dict(session.usage)
+            out.cost_usd = None if session.unpriced else session.cost
     if result is not None:
         _fill(out, result)
     out.diff = await _record_diff(cfg, ws, task, out, dispatched.id)
@@ -349,7 +362,7 @@ def _session(cfg: ExecConfig, definition: AgentDefinition, task: TaskState, ws: 
         definition, task_prompt(task), provider=provider, store=cfg.store,
         workspace=ws.path, model=model, provider_name=cfg.provider_name,
         session_id=session_id, run_id=cfg.run_id, causation_id=causation, budgets=budgets,
-        engine=engine, approver=cfg.approver or DenyApprover(
+        retry=cfg.retry, engine=engine, approver=cfg.approver or DenyApprover(
             "orchestrail run is unattended (give --policy FILE to approve 'ask' rules)"),
         cost_fn=cfg.catalog.cost, record_prompts=cfg.record_prompts,
         env=_env(cfg, ws, session_id), on_progress=progress)
@@ -393,10 +406,8 @@ async def settle(backlog: Backlog, outcome: TaskOutcome, worker: str, *,
     if outcome.ok:
         await backlog.complete(outcome.task_id, outcome.summary(), worker=worker)
         return "completed"
-    reason = outcome.error or outcome.status
     if outcome.released:
-        await backlog.release(outcome.task_id, worker, reason=f"{outcome.status}: {reason}")
+        await backlog.release(outcome.task_id, worker, reason=outcome.reason())
         return "released"
-    error = reason if reason.startswith(outcome.status) else f"{outcome.status}: {reason}"
-    await backlog.fail(outcome.task_id, error, worker=worker, retry=retry)
+    await backlog.fail(outcome.task_id, outcome.reason(), worker=worker, retry=retry)
     return "failed"

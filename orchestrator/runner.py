@@ -90,6 +90,7 @@ class RunConfig:
     task_timeout: float | None = None
     retries: int = 2
     retry_delay: float = 2.0
+    model_attempts: int = 5  # attempts per model call inside a session (agents.loop)
     only: tuple[str, ...] = ()
     workspace: str = "auto"
     run_id: str | None = None
@@ -202,6 +203,7 @@ class Runner:
     async def prepare(self) -> None:
         """Check everything that can be checked before ``run.started``; write nothing."""
         from agents.discovery import load_agents
+        from agents.loop import RetryPolicy
         from agents.models import ModelCatalog
         from orchestrator.backlog import Backlog
         from orchestrator.taskgraph import find_cycle
@@ -268,6 +270,7 @@ class Runner:
             workspaces=workspaces, provider_name=cfg.provider, providers=providers,
             catalog=ModelCatalog.from_config(self.app_config), budgets=cfg.budgets(),
             model=cfg.model, timeout=cfg.task_timeout, approver=approver,
+            retry=RetryPolicy(max_attempts=cfg.model_attempts),
             record_prompts=cfg.record_prompts, pass_env=cfg.pass_env,
             on_progress=self.progress, config=self.app_config)
         self.pending = {t.id for t in self.tasks}
@@ -389,8 +392,12 @@ class Runner:
         try:
             await self._dispatch()
         except (StoreError, OSError) as exc:
-            await self._abort(exc)
-            raise RunAborted(f"the store failed during run {self.run_id}: {exc}") from exc
+            recorded = await self._abort(exc)
+            raise RunAborted(
+                f"the store failed during run {self.run_id}: {exc}; " + (
+                    "the run is recorded as failed up to here" if recorded else
+                    "the end of the run could not be recorded (`orchestrail resume` can "
+                    "finish it once the store is back)")) from exc
         await self._finished()
         return self.report
 
@@ -469,8 +476,11 @@ class Runner:
             finally:
                 wake.cancel()
             for fut in [f for f in self._running if f.done()]:
-                tid, _ = self._running.pop(fut)
-                await self._settle(backlog.get(tid), fut.result(), not_before)
+                tid, _ = self._running[fut]
+                outcome = fut.result()  # a store error leaves it running for _abort
+                del self._running[fut]
+                self._check_store()
+                await self._settle(backlog.get(tid), outcome, not_before)
 
     async def _sleep(self, seconds: float) -> None:
         self._wake.clear()
@@ -511,7 +521,7 @@ class Runner:
             self.report.completed.append(task.id)
         elif action == "released":
             self.pending.discard(task.id)
-            self.report.released[task.id] = outcome.error or outcome.status
+            self.report.released[task.id] = outcome.reason()
         elif retry:
             self.report.retries += 1
             delay = RetryPolicy(base_delay=self.config.retry_delay,
@@ -521,7 +531,7 @@ class Runner:
             action = f"retry in {delay:.1f} s"
         else:
             self.pending.discard(task.id)
-            self.report.failed[task.id] = outcome.error or outcome.status
+            self.report.failed[task.id] = outcome.reason()
         if self.progress is not None:
             self.progress.finished(task.id, outcome, action)
         await self._check_run_budget()
@@ -563,8 +573,7 @@ class Runner:
         assert self.backlog is not None
         for tid in sorted(self.pending):
             t = self.backlog.get(tid)
-            waiting = [d for d in t.depends_on if d in rep.failed or d in rep.blocked
-                       or d in rep.released]
+            waiting = [d for d in t.depends_on if d in rep.failed or d in rep.blocked]
             if waiting:
                 rep.blocked[tid] = f"depends on {', '.join(waiting)}, which did not complete"
             else:
@@ -586,14 +595,24 @@ class Runner:
             type="run.finished", data=self.report.to_dict(), actor="orchestrator",
             correlation_id=self.run_id)])
 
-    async def _abort(self, exc: BaseException) -> None:
-        """The store failed: stop the sessions, then try to record why."""
+    async def _abort(self, exc: BaseException) -> bool:
+        """The store failed: stop the sessions, then try to record why (True: recorded)."""
         from eventstore.model import NewEvent
 
         self.cancel(f"the store failed: {exc}")
+        running = [tid for tid, _ in self._running.values()]
         if self._running:
             await asyncio.gather(*self._running, return_exceptions=True)
             self._running.clear()
+        assert self.backlog is not None
+        for tid in running:  # give the tasks back if the store still answers
+            try:
+                self._check_store()
+                await self.backlog.release(tid, self.run_id, reason=f"store failed: {exc}")
+                self.report.released[tid] = f"store failed: {exc}"
+                self.pending.discard(tid)
+            except Exception:
+                break
         self._close_report()
         self.report.status, self.report.reason = "failed", f"store failed: {exc}"
         try:
@@ -603,6 +622,8 @@ class Runner:
                 correlation_id=self.run_id)])
         except Exception:  # the store is gone; resume will find the run unfinished
             self.report.reason += " (run.finished could not be recorded)"
+            return False
+        return True
 
 
 def _version() -> str | None:

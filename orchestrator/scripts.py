@@ -11,7 +11,9 @@ A script file (``agents/providers/script.py``) describes one session. A run has 
   every section;
 * a **plain script file**: every task gets a fresh copy of the same turns.
 
-Each attempt gets a fresh provider, so a retry replays its script from the first turn.
+A task keeps one provider for the whole run: a retry continues with the turns the
+failed attempt did not use, so a script can say "fail transiently, then succeed" (an
+``error:`` turn, then the turns of the next attempt).
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ class ScriptSet:
         self.path = path
         self.sections: dict[str, Any] | None = None
         self.defaults: dict[str, Any] = {}
+        self._providers: dict[str, Any] = {}
         if path.is_dir():
             return
         if not path.is_file():
@@ -92,6 +95,12 @@ class ScriptSet:
         return where, section
 
     def provider(self, task: TaskState) -> Any:
+        """The task's provider (the same one for every attempt of this run)."""
+        if task.id not in self._providers:
+            self._providers[task.id] = self._load(task)
+        return self._providers[task.id]
+
+    def _load(self, task: TaskState) -> Any:
         from agents.providers.script import ScriptError, ScriptProvider
 
         where, section = self.source_for(task)
@@ -111,7 +120,7 @@ class ScriptSet:
         problems: list[str] = []
         for task in tasks:
             try:
-                self.provider(task)
+                self._load(task)
             except (ScriptSetError, ProviderError) as exc:
                 problems.append(str(exc))
         return problems

@@ -84,6 +84,8 @@ async def git_info(project: Path) -> dict[str, Any] | None:
 def check_writable(project: Path) -> Path:
     """The worktree root, created if needed; a clear error when it cannot be written."""
     root = project / ROOT
+    if root.exists() and not root.is_dir():
+        raise WorkspaceError(f"workspace directory {root} is not writable: it is a file")
     try:
         root.mkdir(parents=True, exist_ok=True)
         probe = root / f".probe-{os.getpid()}"

@@ -42,6 +42,8 @@ from orchestrator.cli.common import Ctx, emit_json, fail, run_async
               help="New attempts for a task whose provider kept failing transiently.")
 @click.option("--retry-delay", type=click.FloatRange(min=0), default=2.0, show_default=True,
               metavar="S", help="Base of the exponential backoff between attempts.")
+@click.option("--model-attempts", type=click.IntRange(min=1), default=5, show_default=True,
+              help="Attempts per model call within a session (transient errors, backoff).")
 @click.option("--only", multiple=True, metavar="TASK", help="Work only these tasks "
               "(repeatable); their dependencies must be completed or listed too.")
 @click.option("--workspace", "workspace_mode", default="auto", show_default=True,
@@ -62,9 +64,9 @@ async def run(obj: Ctx, parallel: int, provider_name: str, script_path: Path | N
               model: str | None, max_turns: int | None, max_tokens: int | None,
               max_usd: float | None, run_max_usd: float | None, run_max_tokens: int | None,
               task_timeout: float | None, retries: int, retry_delay: float,
-              only: tuple[str, ...], workspace_mode: str, run_id: str | None,
-              policy: Path | None, pass_env: tuple[str, ...], record_prompts: bool,
-              as_json: bool, quiet: bool) -> None:
+              model_attempts: int, only: tuple[str, ...], workspace_mode: str,
+              run_id: str | None, policy: Path | None, pass_env: tuple[str, ...],
+              record_prompts: bool, as_json: bool, quiet: bool) -> None:
     """Dispatch the backlog's ready tasks to their agents, in dependency order."""
     from orchestrator.progress import RunProgress, human_tokens, money
     from orchestrator.runner import RunAborted, RunConfig, RunInputError, Runner
@@ -75,8 +77,9 @@ async def run(obj: Ctx, parallel: int, provider_name: str, script_path: Path | N
         script=script_path.resolve() if script_path else None, model=model,
         parallel=parallel, max_turns=max_turns, max_tokens=max_tokens, max_usd=max_usd,
         run_max_usd=run_max_usd, run_max_tokens=run_max_tokens, task_timeout=task_timeout,
-        retries=retries, retry_delay=retry_delay, only=only, workspace=workspace_mode,
-        run_id=run_id, policy=policy, record_prompts=record_prompts, pass_env=pass_env)
+        retries=retries, retry_delay=retry_delay, model_attempts=model_attempts, only=only,
+        workspace=workspace_mode, run_id=run_id, policy=policy,
+        record_prompts=record_prompts, pass_env=pass_env)
     progress = RunProgress(quiet=quiet)
     store = await obj.open_store()
     try:
@@ -101,8 +104,7 @@ async def run(obj: Ctx, parallel: int, provider_name: str, script_path: Path | N
         try:
             report = await runner.run()
         except RunAborted as exc:
-            fail(f"{exc}; what happened up to here is recorded: `orchestrail replay "
-                 f"{runner.run_id}`")
+            fail(str(exc))
             return
         finally:
             for sig in (signal.SIGINT, signal.SIGTERM):
