@@ -236,12 +236,15 @@ class ResumeRunner(Runner):
                                              f"{t.lease_until:%H:%M:%S} (not this run's)"
                                              if t.lease_until else f"claimed by {t.worker}")
                 continue
-            if last is not None and last.action == "resume":
+            if last is not None and last.action == "resume" and cfg.provider != "claude-code":
                 self.takeover.append((t, "resume", last.session_id))
             elif ours and last is not None and last.action == "done" \
                     and state.sessions[last.session_id].task_id == tid:
                 self.takeover.append((t, "settle", last.session_id))
-            elif ours:  # claimed, nothing started (or only dispatched): a new attempt
+            elif ours or (last is not None and last.action == "resume"):
+                # claimed, nothing started (or only dispatched), or a claude-code session
+                # (the claude binary keeps its own state; it cannot be continued here):
+                # a new attempt
                 self.takeover.append((t, "attempt", last.session_id if last else None))
             else:
                 why = self._dead(backlog, t, set(ids), dead)

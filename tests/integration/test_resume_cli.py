@@ -222,3 +222,96 @@ def test_run_of_20_tasks_killed_and_resumed(tmp_path: Path) -> None:
         state = json.loads(replay.stdout)
         assert state["run"]["status"] == "completed" and state["incomplete"] == []
         assert len(state["run"]["resumes"]) == 1
+
+
+def test_ctrl_c_then_resume_continues_the_cancelled_session(tmp_path: Path) -> None:
+    """Ctrl-C records the run as cancelled and releases the task; `resume` refuses while
+    the run's process is alive, then continues the cancelled session itself (its recorded
+    turns are not asked again) and dispatches the tasks not started."""
+    steps = 6
+    p = project(tmp_path, steps, 0.15, tasks=3)
+    db = p / ".orchestrail" / "events.db"
+    assert cli(p, db, "task", "import", "tasks.yaml").returncode == 0
+    proc = subprocess.Popen([ORCHESTRAIL, "run", "--script", "script.yaml", "--run-id", "cc",
+                             "-q"], cwd=p, env=env_for(db), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        start = count_events(db)
+        while count_events(db) < start + 12:  # inside the first task's session
+            assert proc.poll() is None
+            time.sleep(0.005)
+        busy = cli(p, db, "resume", "cc")
+        assert busy.returncode == 1 and "still running" in busy.stderr
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, err
+    plan = json.loads(cli(p, db, "resume", "cc", "--dry-run", "--json").stdout)
+    assert plan["status"] == "cancelled"
+    assert [s["action"] for s in plan["sessions"]] == ["resume"]
+    out = cli(p, db, "resume", "cc", "--json", "-q")
+    assert out.returncode == 0, out.stderr
+    doc = json.loads(out.stdout)
+    assert doc["status"] == "completed" and len(doc["tasks"]["completed"]) == 3
+    assert [r["action"] for r in doc["resumed"]] == ["resume"]
+    evs = all_events(p, db)
+    check_trail(evs)
+    [resumed] = [e for e in evs if e["type"] == "agent.resumed"]
+    assert resumed["data"]["previous_status"] == "cancelled"
+    assert resumed["stream"] == f"session-{doc['resumed'][0]['session_id']}"
+    assert Counter(e["stream"] for e in evs if e["type"] == "task.completed") == Counter(
+        {"task-t01": 1, "task-t02": 1, "task-t03": 1})
+    assert cli(p, db, "verify").returncode == 0
+    done = cli(p, db, "resume", "cc")
+    assert done.returncode == 0 and "already finished: completed" in done.stdout
+
+
+def test_a_failed_run_is_reported_not_resumed(tmp_path: Path) -> None:
+    p = project(tmp_path, 1, 0.0, tasks=1)
+    (p / "script.yaml").write_text(yaml.safe_dump({"turns": [
+        {"error": {"message": "bad request", "status": 400}}]}))
+    db = p / ".orchestrail" / "events.db"
+    assert cli(p, db, "task", "import", "tasks.yaml").returncode == 0
+    assert cli(p, db, "run", "--script", "script.yaml", "--run-id", "bad", "-q"
+               ).returncode == 1
+    out = cli(p, db, "resume", "bad")
+    assert out.returncode == 1
+    assert "already finished: failed" in out.stdout and "nothing to resume" in out.stdout
+    missing = cli(p, db, "resume", "nope")
+    assert missing.returncode == 2 and "no run 'nope'" in missing.stderr
+
+
+async def test_two_resumers_of_one_run_only_one_proceeds(tmp_path: Path) -> None:
+    """Both fold the crashed run and prepare; `run.resumed` is appended at the run
+    stream's head, so the second one fails before it touches a task or a session."""
+    import asyncio
+
+    from eventstore.urls import open_store
+    from orchestrator.cli.replay import load_run
+    from orchestrator.resume import ResumeRunError, ResumeRunner
+
+    p = project(tmp_path, 3, 0.01, tasks=4)
+    db = p / ".orchestrail" / "events.db"
+    assert cli(p, db, "task", "import", "tasks.yaml").returncode == 0
+    kill_at([ORCHESTRAIL, "run", "--script", "script.yaml", "--run-id", "twice", "-q"], p,
+            db, count_events(db) + 30)
+    store = await open_store(f"sqlite:///{db}")
+    try:
+        runners = []
+        for _ in range(2):
+            r = ResumeRunner(store, await load_run(store, "twice"), {})
+            await r.prepare()
+            runners.append(r)
+        got = await asyncio.gather(*(r.run() for r in runners), return_exceptions=True)
+    finally:
+        await store.close()
+    assert sum(isinstance(g, ResumeRunError) for g in got) == 1, got
+    [report] = [g for g in got if not isinstance(g, BaseException)]
+    assert report.status == "completed" and len(report.completed) == 4
+    evs = all_events(p, db)
+    assert [e["type"] for e in evs].count("run.resumed") == 1
+    check_trail(evs)
+    assert Counter(e["stream"] for e in evs if e["type"] == "task.completed") == Counter(
+        {f"task-t{i:02d}": 1 for i in range(1, 5)})
