@@ -8,10 +8,12 @@ stops testing the claude-code runner would pass for the wrong reason.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]
 CACHE = ROOT / ".cache" / "claude-code"
@@ -59,3 +61,33 @@ def ensure_claude_binary() -> str:
                 f"(exit {proc.returncode}): {proc.stderr.strip()[-1500:]}")
     _works(str(local))
     return str(local)
+
+
+def hooked_project(tmp: Path, orchestrail: str) -> tuple[Path, dict[str, str]]:
+    """A fresh workspace ``tmp/ws`` with the hooks ``orchestrail init --claude`` installs,
+    and an environment with a fresh ``HOME`` (no user settings, agents or credentials)."""
+    ws, home = tmp / "ws", tmp / "home"
+    ws.mkdir()
+    home.mkdir()
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("ORCHESTRAIL_", "CLAUDE_", "ANTHROPIC_"))}
+    env["HOME"] = str(home)
+    init = subprocess.run([orchestrail, "init", "--claude"], cwd=ws, env=env,
+                          capture_output=True, text=True, timeout=60)
+    if init.returncode != 0:
+        raise RuntimeError(f"orchestrail init --claude failed: {init.stderr}")
+    return ws, env
+
+
+def run_print(claude: str, ws: Path, env: dict[str, str], api_url: str, prompt: str,
+              allowed_tools: str, *, model: str = "claude-haiku-4-5") -> dict[str, Any]:
+    """``claude -p PROMPT --output-format json`` against the scripted API; its result."""
+    env = {**env, "ANTHROPIC_BASE_URL": api_url, "ANTHROPIC_API_KEY": "sk-test-claude-0000",
+           "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1"}
+    proc = subprocess.run([claude, "-p", prompt, "--output-format", "json",
+                           "--allowedTools", allowed_tools, "--model", model],
+                          cwd=ws, env=env, capture_output=True, text=True, timeout=240)
+    if proc.returncode != 0:
+        raise AssertionError(f"claude -p exited {proc.returncode}: {proc.stderr[-2000:]}")
+    result: dict[str, Any] = json.loads(proc.stdout)
+    return result

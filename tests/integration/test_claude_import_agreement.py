@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -74,16 +73,11 @@ def _cli(env: dict[str, str], cwd: Path, *args: str) -> subprocess.CompletedProc
 
 
 def test_live_hook_and_transcript_import_agree(claude_bin: str, tmp_path: Path) -> None:
+    from tests.fakes.claude_binary import hooked_project, run_print
     from tests.fakes.model_servers import AnthropicServer, Script, text, tool_use
 
-    ws, home = tmp_path / "ws", tmp_path / "home"
-    ws.mkdir()
-    home.mkdir()
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("ORCHESTRAIL_", "CLAUDE_", "ANTHROPIC_"))}
-    env["HOME"] = str(home)
-    init = _cli(env, ws, "init", "--claude")
-    assert init.returncode == 0, init.stderr
+    ws, env = hooked_project(tmp_path, ORCHESTRAIL)
+    home = Path(env["HOME"])
     shutil.copy(SHARED / "seeds" / "backend-implementer.eventsource-py.md",
                 ws / ".claude" / "agents" / "backend-implementer.md")
     lead = [tool_use("Agent", {"subagent_type": "backend-implementer", "description": "store",
@@ -102,14 +96,8 @@ def test_live_hook_and_transcript_import_agree(claude_bin: str, tmp_path: Path) 
         return lead.pop(0) if lead else text("lead: nothing more")
 
     with AnthropicServer(Script([], fallback=route)) as api:
-        env.update(ANTHROPIC_BASE_URL=api.url, ANTHROPIC_API_KEY="sk-test-import-0000",
-                   CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC="1")
-        proc = subprocess.run(
-            [claude_bin, "-p", "add a store", "--output-format", "json",
-             "--allowedTools", "Agent,Write,Bash(echo:*)", "--model", "claude-haiku-4-5"],
-            cwd=ws, env=env, capture_output=True, text=True, timeout=240)
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    result = json.loads(proc.stdout)
+        result = run_print(claude_bin, ws, env, api.url, "add a store",
+                           "Agent,Write,Bash(echo:*)")
     sid = result["session_id"]
     refused = result["permission_denials"][0]["tool_use_id"]
     assert not sub and (ws / "store.py").exists()

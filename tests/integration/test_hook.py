@@ -398,31 +398,18 @@ def test_real_claude_session_recorded_live_by_installed_hooks(claude_bin: str,
                                                               tmp_path: Path) -> None:
     """``init --claude`` in a fresh project; a real ``claude -p`` session writes a file,
     runs an allowed command and is refused a disallowed one; the trail has all three."""
+    from tests.fakes.claude_binary import hooked_project, run_print
     from tests.fakes.model_servers import AnthropicServer, Script, text, tool_use
 
-    ws, home = tmp_path / "ws", tmp_path / "home"
-    ws.mkdir()
-    home.mkdir()
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("ORCHESTRAIL_", "CLAUDE_", "ANTHROPIC_"))}
-    env["HOME"] = str(home)
-    init = subprocess.run([ORCHESTRAIL, "init", "--claude"], cwd=ws, env=env,
-                          capture_output=True, text=True, timeout=60)
-    assert init.returncode == 0, init.stderr
+    ws, env = hooked_project(tmp_path, ORCHESTRAIL)
     script = Script([
         tool_use("Write", {"file_path": str(ws / "hello.py"), "content": "print('hi')\n"}),
         tool_use("Bash", {"command": "echo built-ok", "description": "check"}),
         tool_use("Bash", {"command": "rm -rf ./build", "description": "clean"}),
         text("All done.")])
     with AnthropicServer(script) as api:
-        env.update(ANTHROPIC_BASE_URL=api.url, ANTHROPIC_API_KEY="sk-test-hook-0000",
-                   CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC="1")
-        proc = subprocess.run(
-            [claude_bin, "-p", "create hello.py", "--output-format", "json",
-             "--allowedTools", "Write,Bash(echo:*)", "--model", "claude-haiku-4-5"],
-            cwd=ws, env=env, capture_output=True, text=True, timeout=240)
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    result = json.loads(proc.stdout)
+        result = run_print(claude_bin, ws, env, api.url, "create hello.py",
+                           "Write,Bash(echo:*)")
     sid = result["session_id"]
     assert [d["tool_input"]["command"] for d in result["permission_denials"]] == [
         "rm -rf ./build"]
