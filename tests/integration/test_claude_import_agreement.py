@@ -21,24 +21,12 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from eventstore.model import Query, RecordedEvent
 from eventstore.urls import open_store
 from orchestrator.fold import fold
 from tests.conftest import SHARED
 
 ORCHESTRAIL = str(Path(sys.executable).parent / "orchestrail")
-
-
-@pytest.fixture(scope="module")
-def claude_bin() -> str:
-    from tests.fakes.claude_binary import ensure_claude_binary
-
-    try:
-        return ensure_claude_binary()
-    except Exception as exc:  # fail, never skip: CI must run this
-        pytest.fail(f"the claude binary is required for this test: {exc}")
 
 
 async def _read(url: str) -> list[RecordedEvent]:

@@ -18,8 +18,6 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from eventstore.model import Query, RecordedEvent
 from eventstore.urls import open_store
 
@@ -384,16 +382,6 @@ def test_init_claude_merges_without_losing_anything(tmp_path: Path) -> None:
 
 
 # --------------------------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def claude_bin() -> str:
-    from tests.fakes.claude_binary import ensure_claude_binary
-
-    try:
-        return ensure_claude_binary()
-    except Exception as exc:  # fail, never skip: CI must run this
-        pytest.fail(f"the claude binary is required for this test: {exc}")
-
-
 def test_real_claude_session_recorded_live_by_installed_hooks(claude_bin: str,
                                                               tmp_path: Path) -> None:
     """``init --claude`` in a fresh project; a real ``claude -p`` session writes a file,
