@@ -755,7 +755,8 @@ def _diff(ev: RecordedEvent, d: dict[str, Any]) -> dict[str, Any]:
             "patch_chars": d.get("patch_chars", len(patch) if isinstance(patch, str) else None),
             "truncated": bool(d.get("truncated")),
             "files": files if isinstance(files, list) else [],
-            "base": d.get("base") or d.get("base_commit")}
+            "base": d.get("base") or d.get("base_commit"), "commit": d.get("commit"),
+            "error": d.get("error")}
 
 
 def diff_dict(diff: dict[str, Any], max_chars: int | None) -> dict[str, Any]:

@@ -17,6 +17,7 @@ from typing import Any
 
 from orchestrator.render.audit_md import (
     VERDICTS,
+    diff_note,
     short,
     summary_rows,
     title,
@@ -331,7 +332,7 @@ def _files(p: _Page, doc: dict[str, Any]) -> None:
         cut = " (shown cut)" if d["patch_shown_truncated"] or d["truncated"] else ""
         p.add(f"<details><summary>diff {_e(d['occurred_at'])} · {_e(d['agent'])} · session "
               f"<code>{_e(d['session'])}</code> · {_e(d['patch_chars'])} chars · sha256 "
-              f"<code>{_e(short(d['patch_sha256']))}</code>{cut}</summary>"
+              f"<code>{_e(short(d['patch_sha256']))}</code>{cut}{_e(diff_note(d))}</summary>"
               f"<pre class=patch>{_e(d['patch'] or '')}</pre></details>")
     p.add("</details></section>")
 

@@ -75,6 +75,21 @@ def fence(text: str | None) -> str:
     return "`" * max(3, longest + 1)
 
 
+def diff_note(d: dict[str, Any]) -> str:
+    """Commit, files and error of a workspace diff, as one clause."""
+    parts = []
+    if d.get("commit"):
+        parts.append(f"commit {str(d['commit'])[:12]}")
+    if d["files"]:
+        names = [f"{f.get('status') or f.get('action') or ''} {f.get('path')}".strip()
+                 if isinstance(f, dict) else str(f) for f in d["files"][:20]]
+        more = f" +{len(d['files']) - 20} more" if len(d["files"]) > 20 else ""
+        parts.append("files: " + ", ".join(names) + more)
+    if d.get("error"):
+        parts.append(f"error: {d['error']}")
+    return "; " + "; ".join(parts) if parts else ""
+
+
 def short(sha: Any) -> str | None:
     return str(sha)[:12] if sha else None
 
@@ -155,7 +170,8 @@ def render_audit_markdown(doc: dict[str, Any]) -> str:
         out += [f"{d['occurred_at']} {cell(d['agent'])} session `{d['session']}`: "
                 f"{d['patch_chars'] if d['patch_chars'] is not None else '?'} chars, sha256 "
                 f"{cell(d['patch_sha256'])}"
-                + (" (shown cut)" if d["patch_shown_truncated"] or d["truncated"] else ""),
+                + (" (shown cut)" if d["patch_shown_truncated"] or d["truncated"] else "")
+                + diff_note(d),
                 "", fence(d["patch"]) + "diff", d["patch"] or "", fence(d["patch"]), ""]
     out += ["", "## Commands", ""]
     out += _table(["at", "agent", "command", "status", "exit", "duration", "output sha256"],

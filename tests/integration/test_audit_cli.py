@@ -358,3 +358,35 @@ def test_long_tables_keep_rows_out_of_the_dom_until_asked(tmp_path: Path) -> Non
 
     assert rows(page) == (100, 1)
     assert rows(clicked) == (commands, 0)
+
+
+def test_audit_of_an_orchestrail_run_with_tasks_and_workspace_diffs(tmp_path: Path) -> None:
+    """`orchestrail run` (three dependent tasks in git worktrees) records workspace.diff
+    per session; the audit shows each patch next to the files the tools wrote."""
+    from tests.integration.test_run_cli import CHAIN, WRITE_EACH, cli, project, run_json
+
+    p = project(tmp_path, CHAIN, WRITE_EACH)
+    run_id = run_json(p)["run_id"]
+    out = cli(p, "audit", "--last", "--json")
+    assert out.returncode == 0, out.stderr
+    doc = json.loads(out.stdout)
+    validate(doc)
+    assert doc["scope"]["runs"] == [run_id] and doc["summary"]["integrity"] == "intact"
+    assert [(t["id"], t["status"]) for t in doc["runs"][0]["tasks"]] == [
+        ("a", "completed"), ("b", "completed"), ("c", "completed")]
+    assert doc["summary"]["tasks"] == 3 and doc["summary"]["sessions"] == 3
+    patches = {tuple(f["path"] for f in d["files"]): d for d in doc["diffs"]}
+    assert set(patches) == {("a.txt",), ("b.txt",), ()}
+    assert "+from b" in patches[("b.txt",)]["patch"] and patches[("b.txt",)]["commit"]
+    assert {(f["path"], f["tool"]) for f in doc["files"]} == {("a.txt", "Write"),
+                                                             ("b.txt", "Write")}
+    # streams checked: the run, the three tasks, the three sessions
+    assert doc["integrity"]["streams_checked"] == 7
+    page = tmp_path / "run.html"
+    assert cli(p, "audit", run_id, "--format", "html", "-o", str(page)).returncode == 0
+    dom = subprocess.run([chromium(), "--headless", "--no-sandbox", "--disable-gpu",
+                          "--dump-dom", page.as_uri()], capture_output=True, text=True,
+                         timeout=120)
+    assert dom.returncode == 0, dom.stderr[-2000:]
+    assert len(re.findall(r'<g class="lane" data-session="', dom.stdout)) == 3
+    assert dom.stdout.count('<pre class="patch">') == 3 and "+from b" in dom.stdout
