@@ -561,11 +561,12 @@ class AgentSession:
         use_id = str(block["id"])
         name = block.get("name")
         raw_input = block.get("input")
+        self.ctx.tool_use_id, self.ctx.requested_event_id = use_id, ""
         if not requested:
             self.tool_calls += 1
-            await self._emit("tool.requested", {"turn": self.turns, "tool_use_id": use_id,
-                                                "tool": name, "input": raw_input},
-                             flush=False)
+            self.ctx.requested_event_id = await self._emit(
+                "tool.requested", {"turn": self.turns, "tool_use_id": use_id, "tool": name,
+                                   "input": raw_input}, flush=False)
         if not isinstance(name, str) or not name:
             return await self._tool_error(use_id, str(name), "malformed_call",
                                           "the tool call has no tool name")

@@ -42,6 +42,7 @@ class Agent(Tool):
         request = DelegateRequest(
             subagent_type=data["subagent_type"], prompt=data["prompt"],
             description=data.get("description", ""), model=data.get("model"),
-            depth=ctx.depth + 1, parent_session=ctx.session_id)
+            depth=ctx.depth + 1, parent_session=ctx.session_id,
+            tool_use_id=ctx.tool_use_id, requested_event_id=ctx.requested_event_id)
         text = await ctx.delegate(request)
         return ToolResult(text)

@@ -37,6 +37,10 @@ class DelegateRequest:
     model: str | None
     depth: int  # depth of the child session (the parent's depth + 1)
     parent_session: str
+    #: the call in the parent's trail: its ``tool_use_id`` and the id of its
+    #: ``tool.requested`` event (what an orchestrator's dispatch is caused by)
+    tool_use_id: str = ""
+    requested_event_id: str = ""
 
 
 #: ``await delegate(request)`` returns the child's final text (raise ToolError to fail).
@@ -56,6 +60,10 @@ class ToolContext:
     depth: int = 0
     max_depth: int = 2
     delegate: Delegate | None = None
+    #: the tool call being run now (set by the loop): its id and its ``tool.requested``
+    #: event id ("" when unknown)
+    tool_use_id: str = ""
+    requested_event_id: str = ""
     todos: list[dict[str, Any]] = field(default_factory=list)
     #: seconds left of the session's wall-time budget (Bash clamps its timeout to it)
     deadline_left: Callable[[], float | None] = lambda: None
