@@ -39,14 +39,16 @@ async def claude_code(obj: Ctx, paths: tuple[str, ...], as_json: bool, quiet: bo
     from pathlib import Path
 
     from orchestrator.importers.claude_code import (
+        BadLine,
         ImportInputError,
         Progress,
         discover,
         import_sessions,
     )
 
+    found_bad: list[BadLine] = []
     try:
-        sessions, ignored = discover(Path(p).expanduser() for p in paths)
+        sessions, ignored = discover((Path(p).expanduser() for p in paths), found_bad)
     except ImportInputError as exc:
         fail(str(exc))
         return
@@ -60,7 +62,7 @@ async def claude_code(obj: Ctx, paths: tuple[str, ...], as_json: bool, quiet: bo
     bar = Progress(len(files), total) if sys.stderr.isatty() and not quiet else None
     store = await obj.open_store()
     try:
-        summary = await import_sessions(store, sessions, progress=bar)
+        summary = await import_sessions(store, sessions, progress=bar, bad_lines=found_bad)
     finally:
         if bar is not None:
             bar.done()

@@ -205,10 +205,13 @@ def _session_of_nested(p: Path) -> str | None:
     return None
 
 
-def discover(paths: Iterable[Path], loads: Callable[[bytes], Any] | None = None
+def discover(paths: Iterable[Path], bad: list[BadLine] | None = None,
+             loads: Callable[[bytes], Any] | None = None
              ) -> tuple[list[SessionFiles], list[str]]:
-    """Sessions under ``paths``; raises ``ImportInputError`` for a path that is missing."""
+    """Sessions under ``paths``, and the files that are not transcripts; a second file
+    for one session goes to ``bad``. Raises ``ImportInputError`` for a missing path."""
     loads = loads or _loads()
+    bad = bad if bad is not None else []
     sessions: dict[str, SessionFiles] = {}
     ignored: list[str] = []
     seen: set[Path] = set()
@@ -232,6 +235,10 @@ def discover(paths: Iterable[Path], loads: Callable[[bytes], Any] | None = None
             ignored.append(str(p))  # e.g. workflows' journal.jsonl: not a transcript
         else:
             s = session(p.stem)
+            if s.main is not None:  # the same session id twice (a copied project folder)
+                bad.append(BadLine(str(p), 1, f"another transcript of session {p.stem} "
+                                              f"({s.main}) is imported; this one is skipped"))
+                return
             s.main = p
             if explicit:  # a transcript given alone brings its subagents along
                 for sub in sorted((p.parent / p.stem).glob("subagents/**/agent-*.jsonl")):
@@ -347,15 +354,17 @@ def _threads(sf: SessionFiles, loads: Callable[[bytes], Any], summary: Summary
 
 
 async def import_sessions(store: EventStore, sessions: list[SessionFiles], *,
-                          progress: Callable[[int, int], None] | None = None) -> Summary:
-    """Map and append every session; bad lines are collected, never raised."""
+                          progress: Callable[[int, int], None] | None = None,
+                          bad_lines: list[BadLine] | None = None) -> Summary:
+    """Map and append every session; bad lines are collected, never raised
+    (``bad_lines``: those ``discover`` found, reported first)."""
     from eventstore.model import NewEvent
 
     loads = _loads()
     dump = _dump()
     from agents.providers.claude_code import DENIAL_TEXT
 
-    summary = Summary()
+    summary = Summary(bad_lines=list(bad_lines or []))
     appender = _Appender(store)
     construct = NewEvent.model_construct
     # one look at which streams exist: a fresh store (or new sessions) reads nothing back

@@ -21,7 +21,7 @@ import pytest
 from eventstore.model import Query, RecordedEvent
 from eventstore.urls import open_store
 from orchestrator.fold import fold
-from orchestrator.importers.claude_code import Summary, discover, import_sessions
+from orchestrator.importers.claude_code import BadLine, Summary, discover, import_sessions
 from tests.fakes.claude_transcripts import Manifest, write_session
 
 ORCHESTRAIL = str(Path(sys.executable).parent / "orchestrail")
@@ -240,3 +240,20 @@ def test_progress_bar_only_on_a_terminal(tmp_path: Path) -> None:
                            capture_output=True, text=True, env=env, timeout=120)
     assert plain.returncode == 0 and "importing [" not in plain.stderr
     assert plain.stderr == ""
+
+
+async def test_a_second_copy_of_a_session_is_reported_not_merged(tmp_path: Path) -> None:
+    m = write_session(tmp_path / "a", "nested", 2)
+    shutil.copytree(tmp_path / "a", tmp_path / "b")
+    bad: list[BadLine] = []
+    sessions, _ = discover([tmp_path / "a", tmp_path / "b"], bad)
+    assert len(sessions) == 1 and sessions[0].main == tmp_path / "a" / f"{m.session_id}.jsonl"
+    assert [(b.path, b.line) for b in bad] == [
+        (str(tmp_path / "b" / f"{m.session_id}.jsonl"), 1)]
+    assert "another transcript of session" in bad[0].reason
+    store = await open_store(f"sqlite:///{tmp_path / 'e.db'}")
+    try:
+        summary = await import_sessions(store, sessions, bad_lines=bad)
+    finally:
+        await store.close()
+    assert summary.bad_lines == bad and summary.appended > 0
