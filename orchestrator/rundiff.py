@@ -54,6 +54,15 @@ def _session_key(s: Session, st: RunState) -> tuple[str, str]:
     return (str(s.agent), str(task.title or task.id) if task else "")
 
 
+def _linked(s: Session) -> str | None:
+    """The session ``s`` is a rerun or fork of (``agent.started`` records it)."""
+    for key in ("rerun_of", "forked_from"):
+        link = s.started_data.get(key)
+        if isinstance(link, dict) and isinstance(link.get("session_id"), str):
+            return link["session_id"]
+    return None
+
+
 def _ordered(st: RunState) -> list[Session]:
     return sorted(st.sessions.values(), key=lambda s: (s.started_at is None, s.started_at,
                                                        s.id))
@@ -126,13 +135,16 @@ def diff_sessions(a: Session, b: Session) -> dict[str, Any]:
 def compare_runs(a: RunState, b: RunState) -> dict[str, Any]:
     """The difference document (``SCHEMA``) of two folded runs."""
     sa, sb = _run_summary(a), _run_summary(b)
+    # A rerun executes sessions, not the backlog: tasks compare only when both have them.
+    with_tasks = bool(a.tasks) and bool(b.tasks)
     run_fields = _fields([(k, sa[k], sb[k]) for k in
                           ("status", "tasks", "sessions", "turns", "tool_calls", "denials",
-                           "tool_errors", "tokens", "cost_usd")])
+                           "tool_errors", "tokens", "cost_usd")
+                          if k != "tasks" or with_tasks])
     tasks: list[dict[str, Any]] = []
     b_tasks = dict(b.tasks)
     b_by_title = {t.title: t for t in b.tasks.values() if t.title}
-    for tid, t in a.tasks.items():
+    for tid, t in (a.tasks if with_tasks else {}).items():
         u = b_tasks.pop(tid, None)
         if u is None and t.title in b_by_title:
             u = b_tasks.pop(b_by_title[t.title].id, None)
@@ -143,10 +155,14 @@ def compare_runs(a: RunState, b: RunState) -> dict[str, Any]:
                      ("agent", t.agent, u.agent)])
         if f:
             tasks.append({"op": "changed", "task": tid, "title": t.title, "fields": f})
-    tasks += [{"op": "only_b", "task": tid, "title": u.title} for tid, u in b_tasks.items()]
+    tasks += [{"op": "only_b", "task": tid, "title": u.title}
+              for tid, u in (b_tasks if with_tasks else {}).items()]
     la, lb = _ordered(a), _ordered(b)
-    matcher = difflib.SequenceMatcher(None, [_session_key(s, a) for s in la],
-                                      [_session_key(s, b) for s in lb], autojunk=False)
+    keys_a = [_session_key(s, a) for s in la]
+    by_id = {s.id: k for s, k in zip(la, keys_a, strict=True)}
+    # a rerun's session takes the key of the session it reran (lineage beats guessing)
+    keys_b = [by_id.get(_linked(s) or "") or _session_key(s, b) for s in lb]
+    matcher = difflib.SequenceMatcher(None, keys_a, keys_b, autojunk=False)
     sessions: list[dict[str, Any]] = []
     for op, i1, i2, j1, j2 in matcher.get_opcodes():
         xs, ys = la[i1:i2], lb[j1:j2]

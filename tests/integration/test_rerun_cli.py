@@ -249,3 +249,65 @@ def test_bad_input(tmp_path: Path) -> None:
     diff = run(tmp_path, "diff", "demo-run-1", "demo-run-1")
     assert diff.returncode == 0
     assert "run a is incomplete" in diff.stdout
+
+
+TESTER = """\
+---
+name: tester
+description: Test agent; may run python and write files.
+tools: Read, Write, Bash(python:*)
+permissionMode: acceptEdits
+---
+You test things.
+"""
+TASKS = """\
+defaults: {agent: tester}
+tasks:
+  - {id: a, title: Write x}
+  - {id: b, title: Check x, depends_on: [a]}
+"""
+CHECK = "python -c \\\"assert open('x.txt').read()=='42\\\\n'\\\""
+TASK_SCRIPT = f"""\
+tasks:
+  a:
+    - tool_calls: [{{name: Write, input: {{file_path: x.txt, content: "42\\n"}}}}]
+    - tool_calls: [{{name: Bash, input: {{command: "{CHECK}"}}}}]
+    - text: done a
+  b:
+    - tool_calls: [{{name: Read, input: {{file_path: x.txt}}}}]
+    - tool_calls: [{{name: Bash, input: {{command: "{CHECK}"}}}}]
+    - text: done b
+"""
+
+
+def test_rerun_of_an_orchestrated_run_each_task_from_its_worktree_base(
+        tmp_path: Path) -> None:
+    """`orchestrail run` works tasks in git worktrees (b's starts with a's branch merged):
+    each session runs again from the commit its worktree started at."""
+    p = tmp_path / "proj"
+    (p / ".claude" / "agents").mkdir(parents=True)
+    (p / ".claude" / "agents" / "tester.md").write_text(TESTER)
+    (p / ".gitignore").write_text(".orchestrail/\n__pycache__/\nevents.db\n")
+    (p / "tasks.yaml").write_text(TASKS)
+    (p / "script.yaml").write_text(TASK_SCRIPT)
+    git(p, "init", "-q")
+    git(p, "add", "-A")
+    git(p, "commit", "-qm", "init")
+    assert run(p, "task", "import", "tasks.yaml").returncode == 0
+    out = run(p, "run", "--script", "script.yaml", "--run-id", "m1")
+    assert out.returncode == 0, out.stdout + out.stderr
+    same = run(p, "rerun", "m1", "--json")
+    assert same.returncode == 0, same.stdout + same.stderr
+    rep = json.loads(same.stdout)
+    assert [s["status"] for s in rep["sessions"]] == ["completed", "completed"]
+    bases = [r["how"] for r in rep["reproduction"]]
+    assert bases[0] != bases[1]  # b started from a commit with a's work merged
+    assert run(p, "diff", "m1", rep["run_id"]).returncode == 0
+    # from the project directory as it is (no x.txt), a passes and b's Read fails
+    moved = run(p, "rerun", "m1", "--workspace", str(p), "--json")
+    assert moved.returncode == 1
+    rep2 = json.loads(moved.stdout)
+    assert [s["divergence"] is None for s in rep2["sessions"]] == [True, False]
+    div = rep2["divergence"]
+    assert div["tool"] == "Read" and div["turn"] == 1
+    assert (div["recorded"]["status"], div["now"]["status"]) == ("ok", "error")
