@@ -63,9 +63,9 @@ async def _record(root: Path, turns: int) -> tuple[str, str, str]:
     return full_url, crashed_url, result.session_id
 
 
-async def _timed(fn: Any) -> float:
+async def _timed(fn: Any, *args: Any) -> float:
     t = time.perf_counter()
-    await fn()
+    await fn(*args)
     return (time.perf_counter() - t) * 1000
 
 
@@ -90,8 +90,8 @@ async def main(turns: int, rounds: int) -> None:
         for r in range(rounds):
             store = await open_store(crashed_url)
             try:
-                loads.append(await _timed(lambda: load_session(store, sid)))
-                folds.append(await _timed(lambda: load_run(store, "bench")))
+                loads.append(await _timed(load_session, store, sid))
+                folds.append(await _timed(load_run, store, "bench"))
             finally:
                 await store.close()
             # a fresh copy of the crashed state per round (a resume appends to it)
@@ -103,7 +103,7 @@ async def main(turns: int, rounds: int) -> None:
                     causation_id=e.causation_id, id=e.id, occurred_at=e.occurred_at)
                     for e in crashed])
 
-                async def resume() -> None:
+                async def resume(store: Any) -> None:
                     log = await load_session(store, sid)
                     res = await AgentSession(
                         defn, log.prompt, provider=ScriptProvider(turns=_script(turns)),
@@ -111,14 +111,14 @@ async def main(turns: int, rounds: int) -> None:
                         causation_id=log.causation_id).run(resume=log)
                     assert res.status == "completed" and res.turns == turns, res
 
-                async def one_turn() -> None:
+                async def one_turn(store: Any) -> None:
                     res = await AgentSession(defn, "read it", provider=ScriptProvider(
                         turns=[{"text": "done"}]), store=store, workspace=root,
                         run_id="bench-fresh").run()
                     assert res.status == "completed"
 
-                resumes.append(await _timed(resume))
-                fresh.append(await _timed(one_turn))
+                resumes.append(await _timed(resume, store))
+                fresh.append(await _timed(one_turn, store))
             finally:
                 await store.close()
     med = statistics.median
