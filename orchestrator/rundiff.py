@@ -59,7 +59,7 @@ def _linked(s: Session) -> str | None:
     for key in ("rerun_of", "forked_from"):
         link = s.started_data.get(key)
         if isinstance(link, dict) and isinstance(link.get("session_id"), str):
-            return link["session_id"]
+            return str(link["session_id"])
     return None
 
 
