@@ -71,6 +71,9 @@ async def claude_code(obj: Ctx, paths: tuple[str, ...], as_json: bool, quiet: bo
     if not quiet:
         for bad in summary.bad_lines:
             click.echo(str(bad), err=True)
+        for rec in summary.recorded_by_runs:
+            click.echo(f"session {rec['session']}: not imported, already recorded by run "
+                       f"{', '.join(rec['runs'])}", err=True)
     if as_json:
         emit_json(summary.to_dict())
     else:

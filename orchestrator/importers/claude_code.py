@@ -106,6 +106,8 @@ class Summary:
     bad_lines: list[BadLine] = field(default_factory=list)
     ignored_files: list[str] = field(default_factory=list)
     generic: dict[str, int] = field(default_factory=dict)
+    #: sessions not imported because an orchestrail run already recorded them
+    recorded_by_runs: list[dict[str, Any]] = field(default_factory=list)
 
     def add(self, m: Mapped) -> None:
         self.records += m.records
@@ -122,7 +124,8 @@ class Summary:
                 "bad_line_count": len(self.bad_lines),
                 "bad_lines": [{"file": b.path, "line": b.line, "reason": b.reason}
                               for b in self.bad_lines],
-                "ignored_files": self.ignored_files, "kept_generically": self.generic}
+                "ignored_files": self.ignored_files, "kept_generically": self.generic,
+                "recorded_by_runs": self.recorded_by_runs}
 
 
 class ImportInputError(Exception):
@@ -313,15 +316,19 @@ class _Appender:
             await self._settle()
 
 
-async def _stored_ids(store: EventStore, streams: Iterable[str], existing: set[str]
-                      ) -> set[str]:
-    """Ids already stored in these streams (only streams in ``existing`` are read)."""
+async def _stored_ids(store: EventStore, streams: Iterable[str], existing: set[str],
+                      session_id: str) -> tuple[set[str], set[str]]:
+    """Ids already stored in these streams (only streams in ``existing`` are read), and
+    the other runs (correlation ids) found there."""
     ids: set[str] = set()
+    runs: set[str] = set()
     for stream in streams:
         if stream in existing:
             async for ev in store.read_stream(stream):
                 ids.add(ev.id)
-    return ids
+                if ev.correlation_id and ev.correlation_id != session_id:
+                    runs.add(ev.correlation_id)
+    return ids, runs
 
 
 def _threads(sf: SessionFiles, loads: Callable[[bytes], Any], summary: Summary
@@ -373,11 +380,17 @@ async def import_sessions(store: EventStore, sessions: list[SessionFiles], *,
         main, subs = _threads(sf, loads, summary)
         mapped = SessionMapper(sf.session_id, str(sf.main) if sf.main else None, dump,
                                DENIAL_TEXT).map(main, subs)
+        events: list[Ev] = mapped.events
+        stored, runs = await _stored_ids(store, {e.stream for e in events}, existing,
+                                         sf.session_id)
+        if runs:
+            # run by orchestrail itself (the claude-code runner uses claude's session id):
+            # that trail is already the record; importing would write a second one into it
+            summary.recorded_by_runs.append({"session": sf.session_id, "runs": sorted(runs)})
+            continue
         summary.add(mapped)
         summary.sessions += bool(mapped.records)
-        events: list[Ev] = mapped.events
         summary.events += len(events)
-        stored = await _stored_ids(store, {e.stream for e in events}, existing)
         batch_stream: str | None = None
         batch: list[Any] = []
         taken: set[str] = set()

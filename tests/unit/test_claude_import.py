@@ -257,3 +257,26 @@ async def test_a_second_copy_of_a_session_is_reported_not_merged(tmp_path: Path)
     finally:
         await store.close()
     assert summary.bad_lines == bad and summary.appended > 0
+
+
+async def test_a_session_an_orchestrail_run_recorded_is_not_imported_again(
+        tmp_path: Path) -> None:
+    """The claude-code runner passes its session id to claude (``--session-id``), so the
+    transcript of a session orchestrail ran names a stream that run already holds."""
+    from eventstore.model import NewEvent
+
+    m = write_session(tmp_path / "p", "flat", 5)
+    other = write_session(tmp_path / "p", "nested", 6)
+    db = tmp_path / "e.db"
+    store = await open_store(f"sqlite:///{db}")
+    try:
+        await store.append(f"session-{m.session_id}", [NewEvent(
+            type="agent.started", data={"agent": "lead"}, correlation_id="run-42")])
+        sessions, _ = discover([tmp_path / "p"])
+        summary = await import_sessions(store, sessions)
+    finally:
+        await store.close()
+    assert summary.recorded_by_runs == [{"session": m.session_id, "runs": ["run-42"]}]
+    assert summary.sessions == 1
+    evs = await _events(db)
+    assert {e.correlation_id for e in evs} == {"run-42", other.session_id}
