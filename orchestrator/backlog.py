@@ -15,7 +15,8 @@ Events (data fields):
   ``task.claimed``)
 * ``task.released``  worker, reason (back to open)
 * ``task.completed`` result, worker
-* ``task.failed``    error, attempt, worker, retry (retry=True puts it back to open)
+* ``task.failed``    error, attempt, worker, retry (retry=True puts it back to open),
+  review (the verdict that rejected the attempt, when a reviewer did)
 * ``task.cancelled`` reason
 
 ``Backlog`` folds those into ``TaskState`` per task. ``ready()`` = open tasks whose
@@ -163,6 +164,9 @@ class TaskState:
     attempts: int = 0
     result: Any = None
     error: str | None = None
+    #: the last review of an attempt (``task.failed``/``task.completed`` ``review``): a
+    #: rejection's feedback goes into the next attempt's prompt
+    review: dict[str, Any] | None = None
 
     def spec(self) -> TaskSpec:
         return TaskSpec(id=self.id, title=self.title, prompt=self.prompt, agent=self.agent,
@@ -298,6 +302,8 @@ class Backlog:
             state.status, state.result, state.lease_until = "completed", d.get("result"), None
         elif ev.type == "task.failed":
             state.error = d.get("error")
+            if isinstance(d.get("review"), dict):
+                state.review = d["review"]
             state.attempts = int(d.get("attempt", state.attempts))
             state.status = "open" if d.get("retry") else "failed"
             state.worker, state.lease_until = None, None
@@ -541,12 +547,16 @@ class Backlog:
                                                     "worker": worker or task.worker})
 
     async def fail(self, task_id: str, error: str, *, worker: str | None = None,
-                   retry: bool = False) -> None:
+                   retry: bool = False, review: dict[str, Any] | None = None) -> None:
+        """``review``: the reviewer's verdict that rejected the attempt (kept on the task:
+        the next attempt's prompt carries its feedback)."""
         task = await self._sync(task_id)
         self._holder_check(task, worker, "fail")
-        await self._append(task, "task.failed", {
-            "error": error, "attempt": max(task.attempts, 1),
-            "worker": worker or task.worker, "retry": retry})
+        data: dict[str, Any] = {"error": error, "attempt": max(task.attempts, 1),
+                                "worker": worker or task.worker, "retry": retry}
+        if review is not None:
+            data["review"] = review
+        await self._append(task, "task.failed", data)
 
     async def cancel(self, task_id: str, reason: str = "") -> None:
         task = await self._sync(task_id)

@@ -124,6 +124,8 @@ class TaskOutcome:
     diff: dict[str, Any] | None = None
     session_seconds: float = 0.0  # time inside the agent session itself
     seconds: float = 0.0  # the whole attempt
+    #: the reviewer's verdict on this attempt (``orchestrator.review``), when there is one
+    review: dict[str, Any] | None = None
 
     @property
     def ok(self) -> bool:
@@ -161,6 +163,8 @@ class TaskOutcome:
         if self.diff:
             out["commit"] = self.diff.get("commit")
             out["files"] = [f["path"] for f in self.diff.get("files", [])]
+        if self.review:
+            out["review"] = self.review
         return out
 
     def to_dict(self) -> dict[str, Any]:
@@ -168,14 +172,37 @@ class TaskOutcome:
                 "error_kind": self.error_kind, "seconds": round(self.seconds, 3)}
 
 
-def task_prompt(task: TaskState) -> str:
-    """The task's prompt, with its acceptance criteria when the prompt does not already
-    quote them (story imports do; YAML tasks keep them apart)."""
-    prompt = task.prompt or task.title
+def task_prompt(task: TaskState, prompt: str | None = None) -> str:
+    """The task's prompt (or ``prompt``, a lead's wording of it), with its acceptance
+    criteria when the prompt does not already quote them (story imports do; YAML tasks
+    keep them apart), and the feedback of a review that rejected the previous attempt."""
+    prompt = prompt or task.prompt or task.title
     criteria = [c for c in task.acceptance_criteria if c not in prompt]
     if criteria:
         prompt += "\n\nAcceptance criteria:\n" + "\n".join(f"- {c}" for c in criteria)
+    review = task.review
+    if isinstance(review, dict) and review.get("verdict") != "accept":
+        feedback = review.get("feedback") or review.get("reason")
+        prompt += (f"\n\nA reviewer rejected the previous attempt (attempt "
+                   f"{review.get('attempt')}). Their feedback:\n{feedback}\n"
+                   "Address it in this attempt.")
     return prompt
+
+
+@dataclass(frozen=True)
+class Dispatch:
+    """How a lead agent's ``Agent`` call dispatched the attempt (``orchestrator.lead``):
+    the agent it chose, its prompt, the ``tool.requested`` event that caused the dispatch,
+    the lead's session (the child's parent), the child's depth and its own delegate."""
+
+    agent: str
+    prompt: str
+    causation_id: str | None
+    parent_session: str
+    depth: int = 1
+    max_depth: int = 2
+    delegate: Any = None
+    tool_use_id: str = ""
 
 
 def _new_id() -> str:
@@ -187,7 +214,8 @@ def _new_id() -> str:
 async def execute_task(task: TaskState, attempt: int, cfg: ExecConfig, *,
                        cancel: Cancel | None = None, heartbeat: Heartbeat | None = None,
                        heartbeat_every: float = 60.0, fresh_workspace: bool = True,
-                       session_id: str | None = None) -> TaskOutcome:
+                       session_id: str | None = None, via: Dispatch | None = None
+                       ) -> TaskOutcome:
     """Run one attempt of ``task`` (already claimed by the caller) and return how it ended.
 
     ``heartbeat`` is awaited every ``heartbeat_every`` seconds while the session runs (a
@@ -202,9 +230,10 @@ async def execute_task(task: TaskState, attempt: int, cfg: ExecConfig, *,
     session_id = session_id or _new_id()
     out = TaskOutcome(task.id, attempt, session_id, "failed")
     try:
-        if task.agent is None:
+        agent = via.agent if via is not None else task.agent
+        if agent is None:
             raise LookupError(f"task {task.id!r} names no agent (a lead agent would route it)")
-        definition = cfg.agents.get(task.agent)
+        definition = cfg.agents.get(agent)
         ws = await cfg.workspaces.prepare(task.id, task.depends_on, fresh=fresh_workspace)
     except (WorkspaceError, LookupError) as exc:
         out.error, out.error_kind = str(exc), "setup"
@@ -225,17 +254,22 @@ async def execute_task(task: TaskState, attempt: int, cfg: ExecConfig, *,
         type="task.dispatched", actor=cfg.actor, correlation_id=cfg.run_id,
         data={"task_id": task.id, "agent": definition.name, "session_id": session_id,
               "attempt": attempt, "provider": cfg.provider_name, "model": model,
-              "definition_hash": definition.definition_hash, "workspace": out.workspace})
+              "definition_hash": definition.definition_hash, "workspace": out.workspace,
+              **({"routed_by": "lead", "parent_session": via.parent_session,
+                  "tool_use_id": via.tool_use_id, "depth": via.depth}
+                 if via is not None else {})},
+        causation_id=via.causation_id if via is not None else None)
     await cfg.store.append(f"run-{cfg.run_id}", [dispatched])
     out.dispatched_id = dispatched.id
     _progress(cfg, task.id, "task.dispatched", dispatched.data)
 
     session: Any = None
     if cfg.provider_name == "claude-code":
-        runner = _claude_code(cfg, definition, task, ws, model, session_id, dispatched.id)
+        runner = _claude_code(cfg, definition, task, ws, model, session_id, dispatched.id,
+                              task_prompt(task, via.prompt if via is not None else None))
         stop_as: Callable[[str, str], None] = lambda status, reason: None  # noqa: E731
     else:
-        session = _session(cfg, definition, task, ws, model, session_id, dispatched.id)
+        session = _session(cfg, definition, task, ws, model, session_id, dispatched.id, via)
         runner = session.run()
 
         def stop_as(status: str, reason: str) -> None:
@@ -340,7 +374,7 @@ def _env(cfg: ExecConfig, ws: Workspace, session_id: str) -> dict[str, str]:
 
 
 def _session(cfg: ExecConfig, definition: AgentDefinition, task: TaskState, ws: Workspace,
-             model: str, session_id: str, causation: str) -> Any:
+             model: str, session_id: str, causation: str, via: Dispatch | None = None) -> Any:
     from dataclasses import replace
 
     from agents.approval import DenyApprover
@@ -359,21 +393,27 @@ def _session(cfg: ExecConfig, definition: AgentDefinition, task: TaskState, ws: 
         _progress(cfg, task.id, kind, data)
 
     return AgentSession(
-        definition, task_prompt(task), provider=provider, store=cfg.store,
+        definition, task_prompt(task, via.prompt if via is not None else None),
+        provider=provider, store=cfg.store,
         workspace=ws.path, model=model, provider_name=cfg.provider_name,
         session_id=session_id, run_id=cfg.run_id, causation_id=causation, budgets=budgets,
         retry=cfg.retry, engine=engine, approver=cfg.approver or DenyApprover(
             "orchestrail run is unattended (give --policy FILE to approve 'ask' rules)"),
         cost_fn=cfg.catalog.cost, record_prompts=cfg.record_prompts,
-        env=_env(cfg, ws, session_id), on_progress=progress)
+        env=_env(cfg, ws, session_id), on_progress=progress,
+        parent_session=via.parent_session if via is not None else None,
+        depth=via.depth if via is not None else 0,
+        max_depth=via.max_depth if via is not None else 2,
+        delegate=via.delegate if via is not None else None)
 
 
 async def _claude_code(cfg: ExecConfig, definition: AgentDefinition, task: TaskState,
-                       ws: Workspace, model: str, session_id: str, causation: str) -> Any:
+                       ws: Workspace, model: str, session_id: str, causation: str,
+                       prompt: str) -> Any:
     from agents.providers import get_provider
 
     runner = get_provider("claude-code", cfg.store, config=cfg.config, timeout=None)
-    return await runner.run(definition, task_prompt(task), workspace=ws.path,
+    return await runner.run(definition, prompt, workspace=ws.path,
                             run_id=cfg.run_id, session_id=session_id, causation_id=causation)
 
 
@@ -409,5 +449,6 @@ async def settle(backlog: Backlog, outcome: TaskOutcome, worker: str, *,
     if outcome.released:
         await backlog.release(outcome.task_id, worker, reason=outcome.reason())
         return "released"
-    await backlog.fail(outcome.task_id, outcome.reason(), worker=worker, retry=retry)
+    await backlog.fail(outcome.task_id, outcome.reason(), worker=worker, retry=retry,
+                       review=outcome.review)
     return "failed"
