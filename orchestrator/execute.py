@@ -447,7 +447,12 @@ async def settle(backlog: Backlog, outcome: TaskOutcome, worker: str, *,
         await backlog.complete(outcome.task_id, outcome.summary(), worker=worker)
         return "completed"
     if outcome.released:
-        await backlog.release(outcome.task_id, worker, reason=outcome.reason())
+        from orchestrator.backlog import ClaimLost
+
+        try:
+            await backlog.release(outcome.task_id, worker, reason=outcome.reason())
+        except ClaimLost:  # the lease ran out and another worker holds the task now
+            pass
         return "released"
     await backlog.fail(outcome.task_id, outcome.reason(), worker=worker, retry=retry,
                        review=outcome.review)

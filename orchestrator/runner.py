@@ -445,9 +445,14 @@ class Runner:
         not_before: dict[str, float] = {}
         while True:
             self._check_store()
-            await backlog.refresh()
+            ready = self._ready(not_before)
+            if not ready:
+                # Our own claims and outcomes are folded as we append them; read what
+                # others (a worker, a task import) appended only when it could matter.
+                await backlog.refresh()
+                ready = self._ready(not_before)
             if self._stop is None:
-                for task in self._ready(not_before):
+                for task in ready:
                     if len(self._running) >= self.config.parallel:
                         break
                     claimed = await backlog.claim(task.id, self.run_id, lease=lease)

@@ -39,6 +39,7 @@ class ScriptSet:
         self.sections: dict[str, Any] | None = None
         self.defaults: dict[str, Any] = {}
         self._providers: dict[str, Any] = {}
+        self._files: dict[str, Any] = {}  # path -> parsed YAML (parsed once per run)
         if path.is_dir():
             return
         if not path.is_file():
@@ -105,7 +106,10 @@ class ScriptSet:
 
         where, section = self.source_for(task)
         if section is None:
-            return ScriptProvider(where)
+            if where not in self._files:
+                ScriptProvider(where)  # validates, with errors naming the file and turn
+                self._files[where] = _read_yaml(Path(where))
+            section = self._files[where]
         try:
             provider = ScriptProvider(turns=section)
         except ScriptError as exc:
@@ -124,3 +128,9 @@ class ScriptSet:
             except (ScriptSetError, ProviderError) as exc:
                 problems.append(str(exc))
         return problems
+
+
+def _read_yaml(path: Path) -> Any:
+    import yaml
+
+    return yaml.safe_load(path.read_text(encoding="utf-8"))
