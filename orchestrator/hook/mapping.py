@@ -70,8 +70,15 @@ class Ev:
         self.metadata = metadata if metadata is not None else {}
 
 
+_NAMESPACE_BYTES = NAMESPACE.bytes
+
+
 def derived_id(*parts: str) -> str:
-    return str(uuid.uuid5(NAMESPACE, "|".join(parts)))
+    """``str(uuid.uuid5(NAMESPACE, "|".join(parts)))``, without building a UUID object
+    (the transcript import derives one per event; a unit test holds them equal)."""
+    h = hashlib.sha1(_NAMESPACE_BYTES + "|".join(parts).encode()).hexdigest()
+    return (f"{h[:8]}-{h[8:12]}-5{h[13:16]}-{(int(h[16], 16) & 0x3) | 0x8:x}{h[17:20]}-"
+            f"{h[20:32]}")
 
 
 def requested_id(stream: str, tool_use_id: str) -> str:

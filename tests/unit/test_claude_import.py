@@ -280,3 +280,20 @@ async def test_a_session_an_orchestrail_run_recorded_is_not_imported_again(
     assert summary.sessions == 1
     evs = await _events(db)
     assert {e.correlation_id for e in evs} == {"run-42", other.session_id}
+
+
+def test_derived_ids_are_uuid5_of_the_joined_parts() -> None:
+    """The hook and the import share ids (``derived_id``); its fast path must stay
+    byte-for-byte ``uuid.uuid5`` or a later import would duplicate what the hook wrote."""
+    import random
+    import string
+    import uuid
+
+    from orchestrator.hook.mapping import NAMESPACE, derived_id
+
+    rng = random.Random(5)
+    alphabet = string.printable + "éß漢🙂"
+    for _ in range(20_000):
+        parts = ["".join(rng.choice(alphabet) for _ in range(rng.randint(0, 40)))
+                 for _ in range(rng.randint(1, 4))]
+        assert derived_id(*parts) == str(uuid.uuid5(NAMESPACE, "|".join(parts)))
