@@ -107,6 +107,11 @@ def _session(sessions: dict[str, dict[str, Any]], sid: str, depth: int, full: bo
             f" ({s['provider'] or '?'})  {status}  {secs(s['duration_ms'])}"
             f"  tokens {s['tokens']:,}  {money(s['cost_usd'])}")
     extra = []
+    link = s.get("rerun_of") or s.get("forked_from")
+    if isinstance(link, dict):
+        at = f" at turn {link['live_from_turn']}" if link.get("live_from_turn") else ""
+        extra.append(f"{'rerun' if s.get('rerun_of') else 'fork'} of run {link.get('run_id')}"
+                     f" session {link.get('session_id')}{at}")
     if s["removed_by_retention"]:
         extra.append("events removed by retention")
     if s["error"]:

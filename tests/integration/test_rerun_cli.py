@@ -83,6 +83,8 @@ def test_show_rerun_diff_verify(recorded: tuple[Path, Path]) -> None:
     assert again["sessions"][0]["rerun_of"] == {"run_id": "r1",
                                                 "session_id": part["recorded_session"]}
     assert again["sessions"][0]["provider"] == "replay"
+    tree = run(d, "replay", rep["run_id"]).stdout
+    assert f"rerun of run r1 session {part['recorded_session']}" in tree
     same_diff = run(d, "diff", "r1", rep["run_id"])
     assert same_diff.returncode == 0, same_diff.stdout
     assert "are the same" in same_diff.stdout and "6 tool call(s)" in same_diff.stdout
