@@ -418,11 +418,15 @@ class _ThreadMapper:
         sm.counted_messages.add(mid)
         calls = [b for b in blocks if b.get("type") == "tool_use" and _str(b.get("id"))]
         model = msg0.get("model")
-        if first.rec.get("isApiErrorMessage") or model == "<synthetic>":
+        if first.rec.get("isApiErrorMessage"):
             self.emit("model.failed", {
                 "turn": self.turn + 1, "error": text_of(blocks) or "API error",
                 "will_retry": False, "source": "claude-code"},
                 self.rid(first, "model"), first.at, meta=self.meta(first))
+            return
+        if model == "<synthetic>":  # written by Claude Code, not the model (interrupts)
+            for r in group:
+                self.generic(r)
             return
         self.turn += 1
         responded = self.emit("model.responded", {
@@ -453,7 +457,7 @@ class _ThreadMapper:
         results = [b for b in _blocks(rec) if b.get("type") == "tool_result"]
         if not results:
             text = _prompt_text(rec)
-            if self.sub and rec.get("parentUuid") is None and self._is_first_user(r):
+            if self.sub and self._is_first_user(r):
                 return  # the delegation prompt: already in agent.started
             if rec.get("isMeta") or rec.get("isCompactSummary") or text is None:
                 self.generic(r)

@@ -141,6 +141,9 @@ async def test_unknown_records_are_kept_and_odd_ones_do_not_fail(tmp_path: Path)
          "message": {"id": "m1", "model": "claude-x", "stop_reason": None,
                      "content": [{"type": "text", "text": "hi"}],
                      "usage": {"output_tokens": 5}}},
+        {"type": "assistant", "uuid": "a3", "sessionId": sid, "message": {
+            "id": "m2", "model": "<synthetic>",
+            "content": [{"type": "text", "text": "No response requested."}]}},
         {"type": "user", "uuid": "u2", "sessionId": sid, "message": {
             "role": "user", "content": [{"type": "tool_result", "tool_use_id": "t_unknown",
                                          "content": "orphan"}]}},
@@ -160,6 +163,9 @@ async def test_unknown_records_are_kept_and_odd_ones_do_not_fail(tmp_path: Path)
     assert by_type["tool.completed"].data["tool"] is None  # no tool_use for it: kept anyway
     assert by_type["prompt.submitted"].data["prompt"] == "hello"
     assert by_type["agent.finished"].data["final_text"] == "hi"
+    synthetic = by_type["claude.transcript.assistant"].data["message"]
+    assert synthetic["content"][0]["text"] == "No response requested."
+    assert sum(e.type == "model.responded" for e in evs) == 1
 
 
 def test_bad_lines_are_reported_with_file_and_line_and_the_rest_imported(
