@@ -144,6 +144,15 @@ def _new_id() -> str:
     return str(uuid7())
 
 
+def _process() -> dict[str, Any]:
+    """Where the session runs (``resume`` refuses to continue a session whose process is
+    still alive)."""
+    import os
+    import socket
+
+    return {"host": socket.gethostname(), "pid": os.getpid()}
+
+
 def normalise_content(content: list[Any], turn: int) -> list[dict[str, Any]]:
     """Give every tool_use block an id (tool_results must reference one); anything that is
     not a block becomes a text note. Shared with ``agents.resume``, which rebuilds the
@@ -374,7 +383,7 @@ class AgentSession:
             "parent_session": self.parent_session, "session_id": self.session_id,
             "depth": self.ctx.depth, "workspace": str(self.workspace), "prompt": self.prompt,
             "budgets": {k: v for k, v in vars(self.budgets).items() if v is not None},
-            **self.started_extra,
+            **_process(), **self.started_extra,
         }, event_id=started_id, causation_id=self.caller_causation)
         result = SessionResult(self.session_id, self.run_id, "failed",
                                started_event_id=started_id)
@@ -724,7 +733,7 @@ class AgentSession:
             "provider": self.provider_name, "model": self.model,
             "definition_hash": d.definition_hash,
             "definition_changed": bool(recorded_hash) and recorded_hash != d.definition_hash,
-            "workspace": str(self.workspace)})
+            "workspace": str(self.workspace), **_process()})
 
     async def _resume_call(self, call: PendingCall) -> dict[str, Any]:
         """The outcome of a call the crash left open (policy: agents.resume docstring)."""

@@ -84,7 +84,7 @@ async def resume(obj: Ctx, run_ref: str | None, last: bool, provider_name: str |
         if state.has_run_stream:
             code = await _resume_run(obj, store, state, overrides, as_json, quiet)
         else:
-            code = await _resume_sessions(obj, store, p, overrides, as_json)
+            code = await _resume_sessions(obj, store, p, overrides, as_json, force)
     finally:
         await store.close()
     sys.exit(code)
@@ -185,7 +185,7 @@ async def _resume_run(obj: Ctx, store: EventStore, state: RunState,
 
 
 async def _resume_sessions(obj: Ctx, store: EventStore, p: Plan, overrides: dict[str, Any],
-                           as_json: bool) -> int:
+                           as_json: bool, force: bool) -> int:
     """A run without a run stream (``agents run``): resume its unfinished sessions."""
     from agents.approval import make_approver
     from agents.discovery import load_agents
@@ -195,7 +195,7 @@ async def _resume_sessions(obj: Ctx, store: EventStore, p: Plan, overrides: dict
     from agents.providers.base import ProviderError
     from agents.resume import ResumeError, load_session
     from orchestrator.progress import event_line
-    from orchestrator.resume import resumed_session
+    from orchestrator.resume import process_alive, resumed_session
 
     def progress(kind: str, data: dict[str, Any]) -> None:
         line = event_line(kind, data)
@@ -207,6 +207,10 @@ async def _resume_sessions(obj: Ctx, store: EventStore, p: Plan, overrides: dict
     for sp in p.to_resume():
         try:
             log = await load_session(store, sp.session_id)
+            if process_alive(log.started) and not force:
+                fail(f"session {log.session_id} is still running (pid "
+                     f"{log.started.get('pid')} on this host); stop it first, or pass "
+                     "--force if that process is not orchestrail's")
             ws = Path(log.workspace or ".")
             definition = load_agents(ws).get(log.agent)
             name = overrides["provider"] or str(log.started.get("provider") or "script")

@@ -315,3 +315,23 @@ async def test_two_resumers_of_one_run_only_one_proceeds(tmp_path: Path) -> None
     check_trail(evs)
     assert Counter(e["stream"] for e in evs if e["type"] == "task.completed") == Counter(
         {f"task-t{i:02d}": 1 for i in range(1, 5)})
+
+
+def test_a_live_agents_run_session_is_not_resumed(tmp_path: Path) -> None:
+    p = project(tmp_path, 4, 0.3)
+    db = tmp_path / "events.db"
+    proc = subprocess.Popen([ORCHESTRAIL, "agents", "run", "tracer", "trace", "--script",
+                             "script.yaml", "--run-id", "live"], cwd=p, env=env_for(db),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        while count_events(db) < 4:
+            assert proc.poll() is None
+            time.sleep(0.005)
+        busy = cli(p, db, "resume", "live", "--script", "script.yaml")
+        assert busy.returncode == 1 and "still running" in busy.stderr, busy.stderr
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    out = cli(p, db, "resume", "live", "--script", "script.yaml")
+    assert out.returncode == 0, out.stderr
+    check_trail(all_events(p, db))
