@@ -110,8 +110,8 @@ def resumed_session(store: EventStore, log: SessionLog, definition: AgentDefinit
                     provider: Any, *, provider_name: str, workspace: Path | None = None,
                     model: str | None = None, approver: Approver | None = None,
                     cost_fn: Any = None, record_prompts: bool = False,
-                    pass_env: tuple[str, ...] = (), on_progress: ProgressFn | None = None
-                    ) -> AgentSession:
+                    pass_env: tuple[str, ...] = (), on_progress: ProgressFn | None = None,
+                    retry: Any = None) -> AgentSession:
     """An ``AgentSession`` set up to continue ``log`` (``await s.run(resume=log)``): same
     session id, run, causation, workspace, permission mode and budgets as recorded."""
     from agents.approval import DenyApprover
@@ -138,7 +138,7 @@ def resumed_session(store: EventStore, log: SessionLog, definition: AgentDefinit
         model=model or str(log.started.get("model") or definition.model),
         provider_name=provider_name, session_id=log.session_id, run_id=log.run_id,
         causation_id=log.causation_id, parent_session=parent if isinstance(parent, str)
-        else None, budgets=budgets, engine=engine,
+        else None, budgets=budgets, retry=retry, engine=engine,
         approver=approver or DenyApprover("a resumed session is unattended (give --policy "
                                           "FILE to approve 'ask' rules)"),
         cost_fn=cost_fn, record_prompts=record_prompts,
@@ -284,6 +284,10 @@ class ResumeRunner(Runner):
             record_prompts=cfg.record_prompts, pass_env=cfg.pass_env,
             on_progress=self.progress, config=self.app_config)
         self.pending = {t.id for t in self.tasks}
+        stopping = [o for o in state.other if o.get("type") == "run.stopping"]
+        if stopping:  # a run budget had stopped the dispatching: it still does
+            d = stopping[-1].get("data") or {}
+            self._stop = (str(d.get("status") or "stopped"), str(d.get("reason") or ""))
         taken = {sid for _, _, sid in self.takeover if sid}
         for s in state.sessions.values():  # what the sessions before the crash spent
             if s.id not in taken and not s.parent_session:
@@ -376,6 +380,7 @@ class ResumeRunner(Runner):
                 provider_name=cfg.provider_name, workspace=ws.path, model=cfg.model,
                 approver=cfg.approver, cost_fn=cfg.catalog.cost,
                 record_prompts=cfg.record_prompts, pass_env=tuple(cfg.pass_env),
+                retry=cfg.retry,
                 on_progress=lambda kind, data: cfg.on_progress(task.id, kind, data)
                 if cfg.on_progress is not None else None)
         except SessionFinished:  # it ended after we folded: take the recorded ending
