@@ -181,10 +181,13 @@ class SessionMapper:
                             spawns[b["id"]] = inp if isinstance(inp, dict) else {}
                 elif kind == "user":
                     tur = rec.get("toolUseResult")
-                    if isinstance(tur, dict) and _str(tur.get("agentId")):
+                    aid = _str(tur.get("agentId")) if isinstance(tur, dict) else None
+                    if aid is None and th is main:  # some versions put it on the record
+                        aid = _str(rec.get("agentId"))
+                    if aid:
                         for b in _blocks(rec):
                             if b.get("type") == "tool_result" and _str(b.get("tool_use_id")):
-                                by_agent.setdefault(tur["agentId"], b["tool_use_id"])
+                                by_agent.setdefault(aid, b["tool_use_id"])
                 elif kind == "progress":
                     data = rec.get("data")
                     if isinstance(data, dict) and data.get("type") == "agent_progress":
@@ -519,12 +522,14 @@ def split_inline_sidechains(records: Iterable[Record], path: str
                             ) -> tuple[list[Record], list[Thread]]:
     """Old layout (up to about v2.0.27): subagent records inline, ``isSidechain: true``.
 
-    Each sidechain is a chain of ``parentUuid`` links back to its own root (the delegation
-    prompt); its records become one thread whose agent id is the record's ``agentId`` if
-    it has one, else the root record's uuid."""
+    A sidechain is a chain of ``parentUuid`` links back to its root (the delegation
+    prompt). Chains whose records carry the same ``agentId`` are one subagent; the thread's
+    agent id is that ``agentId``, else the root record's uuid."""
     main: list[Record] = []
     root_of: dict[str, str] = {}
-    threads: dict[str, Thread] = {}
+    order: list[str] = []
+    groups: dict[str, list[Record]] = {}
+    agent_of: dict[str, str] = {}
     for r in records:
         rec = r.rec
         if rec.get("isSidechain") is not True:
@@ -532,13 +537,23 @@ def split_inline_sidechains(records: Iterable[Record], path: str
             continue
         uid = _str(rec.get("uuid")) or f"line-{r.line}"
         parent = _str(rec.get("parentUuid"))
-        root = _str(rec.get("agentId")) or (root_of.get(parent, parent) if parent and parent
-                                            in root_of else uid)
+        root = root_of[parent] if parent and parent in root_of else uid
         root_of[uid] = root
-        th = threads.get(root)
+        if root not in groups:
+            groups[root] = []
+            order.append(root)
+        groups[root].append(r)
+        aid = _str(rec.get("agentId"))
+        if aid and root not in agent_of:
+            agent_of[root] = aid
+    threads: dict[str, Thread] = {}
+    for root in order:
+        key = agent_of.get(root, root)
+        th = threads.get(key)
         if th is None:
-            th = threads[root] = Thread([], path, agent_id=root)
-        th.records.append(r)
+            threads[key] = Thread(groups[root], path, agent_id=key)
+        else:  # another chain of the same agent: keep file order
+            th.records = sorted(th.records + groups[root], key=lambda x: x.line)
     return main, list(threads.values())
 
 

@@ -303,3 +303,50 @@ def test_derived_ids_are_uuid5_of_the_joined_parts() -> None:
         parts = ["".join(rng.choice(alphabet) for _ in range(rng.randint(0, 40)))
                  for _ in range(rng.randint(1, 4))]
         assert derived_id(*parts) == str(uuid.uuid5(NAMESPACE, "|".join(parts)))
+
+
+async def test_inline_sidechain_with_agent_id_on_some_records(tmp_path: Path) -> None:
+    """v2.0.4x wrote ``agentId`` on only some sidechain records, and on the parent's
+    tool_result record itself (not in ``toolUseResult``)."""
+    sid = "88a8d761-0000-4000-8000-000000000001"
+    env = {"sessionId": sid, "cwd": "/w", "version": "2.0.46", "userType": "external"}
+
+    def rec(uuid_: str, parent: str | None, side: bool, kind: str, content: Any,
+            t: int, **extra: Any) -> dict[str, Any]:
+        msg: dict[str, Any] = {"role": kind, "content": content}
+        if kind == "assistant":
+            msg.update(id=f"msg_{uuid_}", model="claude-sonnet-4-5", stop_reason="tool_use",
+                       usage={"output_tokens": 7})
+        return {**env, "uuid": uuid_, "parentUuid": parent, "isSidechain": side,
+                "type": kind, "timestamp": f"2025-11-19T22:5{t}:00.000Z", "message": msg,
+                **extra}
+
+    lines = [
+        rec("m1", None, False, "assistant", [{"type": "tool_use", "id": "toolu_T1",
+             "name": "Task", "input": {"subagent_type": "general-purpose",
+                                       "description": "research", "prompt": "Research X"}}], 0),
+        rec("s1", None, True, "assistant", [{"type": "text", "text": "I'll look."}], 1),
+        rec("s2", "s1", True, "assistant", [{"type": "tool_use", "id": "toolu_G1",
+             "name": "Grep", "input": {"pattern": "x"}}], 2),
+        rec("s3", "s2", True, "user", [{"type": "tool_result", "tool_use_id": "toolu_G1",
+                                        "content": "a.py"}], 3, agentId="e1c84ba5"),
+        rec("m2", "m1", False, "user", [{"type": "tool_result", "tool_use_id": "toolu_T1",
+                                         "content": [{"type": "text", "text": "done"}]}], 4,
+            agentId="e1c84ba5", toolUseResult={"oldString": None}),
+    ]
+    path = tmp_path / f"{sid}.jsonl"
+    path.write_text("".join(json.dumps(x) + "\n" for x in lines))
+    db = tmp_path / "e.db"
+    summary = await _import(db, path)
+    assert not summary.bad_lines
+    evs = await _events(db)
+    started = [e for e in evs if e.type == "agent.started" and e.stream != f"session-{sid}"]
+    assert [e.stream for e in started] == ["session-e1c84ba5"]
+    assert started[0].data["spawned_by_tool_use_id"] == "toolu_T1"
+    assert started[0].data["agent"] == "general-purpose"
+    state = fold(evs, sid)
+    child = state.sessions["e1c84ba5"]
+    assert child.parent_session == sid
+    assert [(c.tool, c.status) for c in child.tool_calls.values()] == [("Grep", "ok")]
+    assert [(c.tool, c.status) for c in state.sessions[sid].tool_calls.values()] == [
+        ("Task", "ok")]
