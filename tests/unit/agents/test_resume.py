@@ -278,3 +278,16 @@ async def test_crash_around_approvals(ws: Path, tmp_path: Path) -> None:
         assert (ws / "app.py").read_text() == "print('hi')\n", where
     assert states == {"new", "asking", "refused", "running"}
     assert (ws / "app.py").read_text() == "print('hi')\n"
+
+
+async def test_script_provider_skips_what_the_recorded_session_was_served() -> None:
+    turns: list[Any] = [{"error": {"message": "overloaded", "transient": True}},
+                        {"tool_calls": [{"name": "Read", "input": {"file_path": "a"}}]},
+                        {"match": "never", "text": "only on request"},
+                        {"text": "last"}]
+    provider = ScriptProvider(turns=turns)
+    provider.resume_after([{"response_id": "script-2-1"}, {"response_id": "not-a-script"}])
+    request = ModelRequest(model="m", system="", messages=[])
+    response = await provider.complete(request)
+    assert response.content == [{"type": "text", "text": "last"}]
+    assert response.response_id == "script-4-1"
