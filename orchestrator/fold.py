@@ -58,9 +58,12 @@ def _add_usage(into: dict[str, int], usage: Any) -> None:
 
 
 def _num(value: Any) -> float | None:
-    if isinstance(value, int | float) and not isinstance(value, bool):
+    kind = type(value)
+    if kind is float or kind is int:  # the common cases, without the isinstance chain
         return float(value)
-    return None
+    if value is None or kind is bool:
+        return None
+    return float(value) if isinstance(value, int | float) else None
 
 
 def total_tokens(usage: dict[str, int]) -> int:
