@@ -203,11 +203,9 @@ class Runner:
     async def prepare(self) -> None:
         """Check everything that can be checked before ``run.started``; write nothing."""
         from agents.discovery import load_agents
-        from agents.loop import RetryPolicy
-        from agents.models import ModelCatalog
         from orchestrator.backlog import Backlog
         from orchestrator.taskgraph import find_cycle
-        from orchestrator.workspace import WorkspaceError, Workspaces, git_info
+        from orchestrator.workspace import git_info
 
         cfg = self.config
         if not cfg.project.is_dir():
@@ -254,7 +252,22 @@ class Runner:
             raise RunInputError([f"no ready tasks: {len(self.tasks)} open task(s), each "
                                  f"waiting for another: {blocked}"], code=1)
         self._git = await git_info(cfg.project)
-        workspaces = Workspaces(cfg.project, self.run_id, cfg.workspace,  # type: ignore[arg-type]
+        self.exec = await self.build_exec(agents, providers)
+        self.pending = {t.id for t in self.tasks}
+
+    async def build_exec(self, agents: AgentRegistry, providers: Any, *,
+                         workspace_mode: str | None = None,
+                         actor: str = "orchestrator") -> ExecConfig:
+        """The ``ExecConfig`` every attempt of this run shares: workspaces set up (a
+        ``RunInputError`` when they cannot be written), approver, budgets, retry policy.
+        Shared with ``worker`` and ``resume``; ``self._git`` must be set first."""
+        from agents.loop import RetryPolicy
+        from agents.models import ModelCatalog
+        from orchestrator.workspace import WorkspaceError, Workspaces
+
+        cfg = self.config
+        workspaces = Workspaces(cfg.project, self.run_id,
+                                (workspace_mode or cfg.workspace),  # type: ignore[arg-type]
                                 base_commit=(self._git or {}).get("commit"))
         try:
             await workspaces.setup()
@@ -265,15 +278,14 @@ class Runner:
             from agents.approval import make_approver
 
             approver = make_approver(policy=cfg.policy, workspace=cfg.project)
-        self.exec = ExecConfig(
+        return ExecConfig(
             store=self.store, run_id=self.run_id, project=cfg.project, agents=agents,
             workspaces=workspaces, provider_name=cfg.provider, providers=providers,
             catalog=ModelCatalog.from_config(self.app_config), budgets=cfg.budgets(),
             model=cfg.model, timeout=cfg.task_timeout, approver=approver,
             retry=RetryPolicy(max_attempts=cfg.model_attempts),
             record_prompts=cfg.record_prompts, pass_env=cfg.pass_env,
-            on_progress=self.progress, config=self.app_config)
-        self.pending = {t.id for t in self.tasks}
+            on_progress=self.progress, config=self.app_config, actor=actor)
 
     def _select(self, backlog: Backlog) -> list[TaskState]:
         """The tasks this run means to work: ``--only`` ids, or every open task; minus the

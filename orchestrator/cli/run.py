@@ -10,13 +10,45 @@ failed, or there was nothing ready to run; 2 bad input (nothing written); 130 Ct
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
 import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING, NoReturn
 
 import click
 
 from orchestrator.cli.common import Ctx, emit_json, fail, run_async
+
+if TYPE_CHECKING:
+    from orchestrator.runner import RunInputError
+
+
+def exit_bad_input(exc: RunInputError) -> NoReturn:
+    """Every preflight problem on its own line, then the error's exit code."""
+    for line in exc.problems:
+        click.echo(f"orchestrail: error: {line}", err=True)
+    sys.exit(exc.code)
+
+
+@contextlib.contextmanager
+def stopping_on_signals(on_stop: Callable[[str], None]) -> Iterator[None]:
+    """SIGINT/SIGTERM call ``on_stop(signal name)`` once (a clean stop); a second one
+    gets the default behaviour and kills the process. Shared by run, resume, worker."""
+    loop = asyncio.get_running_loop()
+
+    def handler(signum: int) -> None:
+        loop.remove_signal_handler(signum)
+        on_stop(signal.Signals(signum).name)
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, handler, sig)
+    try:
+        yield
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
 
 
 @click.command("run")
@@ -87,28 +119,19 @@ async def run(obj: Ctx, parallel: int, provider_name: str, script_path: Path | N
         try:
             await runner.prepare()
         except RunInputError as exc:
-            for line in exc.problems:
-                click.echo(f"orchestrail: error: {line}", err=True)
-            sys.exit(exc.code)
-        loop = asyncio.get_running_loop()
+            exit_bad_input(exc)
 
-        def interrupted(signum: int) -> None:
-            name = signal.Signals(signum).name
+        def stop(name: str) -> None:
             progress.note(f"run {runner.run_id}: {name}, stopping (running sessions are "
                           "cancelled and their tasks released; again to force)")
             runner.cancel(f"interrupted ({name})")
-            loop.remove_signal_handler(signum)  # a second Ctrl-C kills the process
 
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, interrupted, sig)
         try:
-            report = await runner.run()
+            with stopping_on_signals(stop):
+                report = await runner.run()
         except RunAborted as exc:
             fail(str(exc))
             return
-        finally:
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                loop.remove_signal_handler(sig)
     finally:
         await store.close()
     if as_json:

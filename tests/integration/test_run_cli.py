@@ -152,6 +152,37 @@ def test_copy_workspaces_without_git(tmp_path: Path) -> None:
         == "from a\n"
 
 
+def test_script_directory_per_task_agent_and_default(tmp_path: Path) -> None:
+    tasks = """\
+        defaults: {agent: tester}
+        tasks: [{id: one, title: One}, {id: two, title: Two}, {id: three, title: Three}]
+        """
+    p = project(tmp_path, tasks, "[unused]\n")
+    d = p / "scripts"
+    d.mkdir()
+    (d / "one.yaml").write_text("- from one.yaml\n")
+    (d / "tester.yml").write_text("- from tester.yml\n")
+    out = cli(p, "run", "--script", "scripts", "--only", "one", "--json")
+    assert out.returncode == 0, out.stderr
+    (d / "tester.yml").unlink()
+    out = cli(p, "run", "--script", "scripts")
+    assert out.returncode == 2 and "no script for task 'two'" in out.stderr
+    assert "two.yaml, tester.yaml, default.yaml" in out.stderr
+    (d / "default.yaml").write_text("turns: [{text: from default, bogus: 1}]\n")
+    out = cli(p, "run", "--script", "scripts")
+    assert out.returncode == 2 and "default.yaml: turn 1: unknown keys ['bogus']" in out.stderr
+    (d / "default.yaml").write_text("- from default.yaml\n")
+    assert cli(p, "run", "--script", "scripts").returncode == 0
+    finals = {e["data"]["final_text"] for e in of(events(p), "agent.finished")}
+    assert finals == {"from one.yaml", "from default.yaml"}
+    # a per-task file: a malformed section is named by file and task id
+    (p / "bad.yaml").write_text("tasks:\n  x: [{tool_calls: nope}]\n")
+    assert cli(p, "task", "add", "X", "--id", "x", "--agent", "tester").returncode == 0
+    out = cli(p, "run", "--script", "bad.yaml")
+    assert out.returncode == 2 and "bad.yaml: tasks.x: turn 1: tool_calls must be a list" \
+        in out.stderr
+
+
 def test_failed_dependency_blocks_dependents(tmp_path: Path) -> None:
     script = """\
         tasks:
