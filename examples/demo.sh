@@ -32,8 +32,8 @@ say "orchestrail task add \"Review the event store backends\" --agent reviewer -
     --prompt "Review the work on story 4.2 (git log, the store/ package), run the tests, report problems."
 say "orchestrail task ready"
 "$orch" task ready
-say "orchestrail run --script story-4.2.yaml   # script provider: no API key"
-"$orch" run --script "$here/examples/scripts/story-4.2.yaml"
+say "orchestrail run --script story-4.2.yaml --run-id demo-run   # script provider: no API key"
+"$orch" run --script "$here/examples/scripts/story-4.2.yaml" --run-id demo-run
 say "git log --oneline --graph orchestrail/   # one branch per task, in .orchestrail/worktrees/"
 git log --oneline --graph --branches='orchestrail/*' | head -20
 say "orchestrail runs"
@@ -44,12 +44,16 @@ say "orchestrail events query --type tool.denied"
 "$orch" events query --type tool.denied
 say "orchestrail verify"
 "$orch" verify
+say "orchestrail rerun demo-run --run-id demo-rerun   # execute it again: recorded model turns, tools for real, each task from its worktree's base"
+"$orch" rerun demo-run --run-id demo-rerun
+say "orchestrail diff demo-run demo-rerun"
+"$orch" diff demo-run demo-rerun
 cat <<MSG
 
 Everything above is in $work/.orchestrail/events.db (SQLite). Look next:
-  cd $work && $orch replay --last                 # the whole run: tasks, sessions, turns, tools
-  cd $work && $orch replay --last --format html -o run.html   # one self-contained page
-  cd $work && $orch audit --last                  # who did what, tools, denials, cost
+  cd $work && $orch replay demo-run               # the whole run: tasks, sessions, turns, tools
+  cd $work && $orch replay demo-run --format html -o run.html   # one self-contained page
+  cd $work && $orch audit demo-run                # who did what, tools, denials, cost
   cd $work && $orch task show story-4-2.t5        # a task and its history
   cd $work && git diff HEAD orchestrail/\$(ls .orchestrail/worktrees)/story-4-2.review   # all the work
 Against a real model (same project, a fresh store):

@@ -501,6 +501,8 @@ def test_demo_runs_end_to_end(tmp_path: Path) -> None:
     assert "denied: " in out.stderr  # the pip install of task 5
     assert "ok: " in out.stdout and "verified" in out.stdout
     assert "orchestrail replay --last" in out.stdout and "audit" in out.stdout
+    assert "no divergence" in out.stdout  # rerun demo-run: executed again, same outcomes
+    assert "runs demo-run (a) and demo-rerun (b) are the same" in out.stdout
     evs = events(tmp_path)
     order = [d["data"]["task_id"] for d in of(evs, "task.dispatched")]
     assert order == [f"story-4-2.t{i}" for i in range(1, 7)] + ["story-4-2.review"]
