@@ -462,7 +462,11 @@ class _ThreadMapper:
             text = _prompt_text(rec)
             if self.sub and self._is_first_user(r):
                 return  # the delegation prompt: already in agent.started
-            if rec.get("isMeta") or rec.get("isCompactSummary") or text is None:
+            if rec.get("isCompactSummary"):
+                self.emit("claude.transcript.compact_summary", {"summary": text},
+                          self.rid(r), r.at, meta=self.meta(r))
+                return
+            if rec.get("isMeta") or text is None:
                 self.generic(r)
                 return
             self.emit("prompt.submitted", {"prompt": text, "prompt_id": rec.get("promptId")},

@@ -92,7 +92,8 @@ async def test_every_layout_maps_calls_subagents_and_usage(tmp_path: Path, layou
     prompts = [e for e in evs if e.type == "prompt.submitted"]
     assert len(prompts) == m.prompts
     types = {e.type for e in evs}
-    assert {"claude.transcript.compact_boundary", "claude.transcript.file-history-snapshot",
+    assert {"claude.transcript.compact_boundary", "claude.transcript.compact_summary",
+            "claude.transcript.file-history-snapshot",
             "claude.transcript.system.turn_duration", "run.started", "run.finished"} <= types
     denied = [e for e in evs if e.type == "tool.denied"]
     assert denied and all("haven't granted" in e.data["reason"] for e in denied)
