@@ -495,10 +495,14 @@ class Backlog:
             if not self.deps_done(task):
                 raise TaskStateError(f"task {task_id!r} is blocked by unfinished dependencies "
                                      f"{', '.join(task.depends_on)}")
+        data: dict[str, Any] = {"worker": worker, "lease_until": (now + lease).isoformat(),
+                                "attempt": task.attempts + 1}
+        if task.status == "claimed" and task.worker != worker:  # its holder went silent
+            data["took_over_from"] = task.worker
+            data["expired_lease_until"] = (task.lease_until.isoformat()
+                                           if task.lease_until else None)
         try:
-            await self._append(task, "task.claimed", {
-                "worker": worker, "lease_until": (now + lease).isoformat(),
-                "attempt": task.attempts + 1})
+            await self._append(task, "task.claimed", data)
         except WrongExpectedVersion:
             return None
         return self.get(task_id)
@@ -514,11 +518,16 @@ class Backlog:
         return None
 
     def _holder_check(self, task: TaskState, worker: str | None, what: str) -> None:
+        """A worker may settle a task only while it holds the claim: a worker whose lease
+        was taken over (or whose task went back to open) loses, whatever it did."""
+        if worker is not None and task.status != "claimed" and task.status != "open":
+            raise ClaimLost(f"cannot {what} task {task.id!r} as {worker!r}: it is already "
+                            f"{task.status}")
         if task.status in ("completed", "cancelled", "failed"):
             raise TaskStateError(f"cannot {what} task {task.id!r}: it is {task.status}")
-        if worker is not None and task.status == "claimed" and task.worker != worker:
-            raise ClaimLost(f"cannot {what} task {task.id!r}: claimed by {task.worker!r}, "
-                            f"not {worker!r}")
+        if worker is not None and task.worker != worker:
+            held = f"claimed by {task.worker!r}" if task.status == "claimed" else "open again"
+            raise ClaimLost(f"cannot {what} task {task.id!r}: {held}, not {worker!r}")
 
     async def renew(self, task_id: str, worker: str, *, lease: timedelta = timedelta(minutes=5),
                     now: datetime | None = None) -> TaskState:

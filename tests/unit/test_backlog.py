@@ -177,6 +177,31 @@ async def test_lease_expiry_lets_another_worker_take_over(store: EventStore) -> 
     assert renewed.lease_until == t0 + timedelta(hours=1)
 
 
+async def test_takeover_is_recorded_and_only_the_holder_settles(store: EventStore) -> None:
+    b = await Backlog.load(store)
+    await b.add([spec("a")])
+    t0 = datetime.now(UTC)
+    await b.claim("a", "w1", lease=timedelta(seconds=5), now=t0)
+    took = await b.claim("a", "w2", now=t0 + timedelta(seconds=6))
+    assert took is not None
+    last = (await b.history("a"))[-1]
+    assert last.data["took_over_from"] == "w1"
+    assert last.data["expired_lease_until"] == (t0 + timedelta(seconds=5)).isoformat()
+    renewed = (await b.renew("a", "w2", now=t0 + timedelta(seconds=7)))
+    assert "took_over_from" not in (await b.history("a"))[-1].data and renewed.worker == "w2"
+    # w2 gives it back; w1 (whose lease is long gone) still cannot settle it
+    await b.fail("a", "flaky", worker="w2", retry=True)
+    for settle in (b.complete("a", worker="w1"), b.release("a", "w1"),
+                   b.fail("a", "x", worker="w1")):
+        with pytest.raises(ClaimLost, match="open again, not 'w1'"):
+            await settle
+    await b.claim("a", "w3")
+    await b.complete("a", {"ok": True}, worker="w3")
+    with pytest.raises(ClaimLost, match="already completed"):
+        await b.complete("a", worker="w3")  # exactly once, even for the holder
+    assert [e.type for e in await b.history("a")].count("task.completed") == 1
+
+
 async def test_failure_with_retry_reopens_and_final_failure_blocks(store: EventStore) -> None:
     b = await Backlog.load(store)
     await b.add([spec("a"), spec("b", "a")])
