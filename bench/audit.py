@@ -20,7 +20,7 @@ import statistics
 import time
 from pathlib import Path
 
-from bench.replay import DATA, RUN_ID, build
+from bench.replay import RUN_ID, generated
 
 BAR_S = 3.0
 
@@ -65,15 +65,7 @@ def main() -> None:
     ap.add_argument("--events", type=int, default=10_000)
     ap.add_argument("--rounds", type=int, default=5)
     args = ap.parse_args()
-    DATA.mkdir(exist_ok=True)
-    path = DATA / f"replay-{args.events}.db"
-    if not path.exists():
-        tmp = path.with_suffix(".tmp.db")
-        tmp.unlink(missing_ok=True)
-        t = time.perf_counter()
-        asyncio.run(build(tmp, args.events))
-        tmp.rename(path)
-        print(f"generated {path} in {time.perf_counter() - t:.1f}s")
+    path = generated(args.events)
     audits, verifies, replays = [], [], []
     for _ in range(args.rounds):
         a, v, r, n, page = asyncio.run(once(path))

@@ -123,20 +123,26 @@ async def once(path: Path) -> tuple[float, int, int]:
         await store.close()
 
 
+def generated(events: int) -> Path:
+    """The store of a generated run of about ``events`` events (built once, then reused)."""
+    DATA.mkdir(exist_ok=True)
+    path = DATA / f"replay-{events}.db"
+    if not path.exists():
+        tmp = path.with_suffix(".tmp.db")
+        tmp.unlink(missing_ok=True)
+        t = time.perf_counter()
+        asyncio.run(build(tmp, events))
+        tmp.rename(path)
+        print(f"generated {path} in {time.perf_counter() - t:.1f}s")
+    return path
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--events", type=int, default=100_000)
     ap.add_argument("--rounds", type=int, default=5)
     args = ap.parse_args()
-    DATA.mkdir(exist_ok=True)
-    path = DATA / f"replay-{args.events}.db"
-    if not path.exists():
-        tmp = path.with_suffix(".tmp.db")
-        tmp.unlink(missing_ok=True)
-        t = time.perf_counter()
-        asyncio.run(build(tmp, args.events))
-        tmp.rename(path)
-        print(f"generated {path} in {time.perf_counter() - t:.1f}s")
+    path = generated(args.events)
     times = []
     for _ in range(args.rounds):
         secs, n, size = asyncio.run(once(path))

@@ -20,7 +20,7 @@ import jsonschema
 import pytest
 
 from tests.conftest import ROOT
-from tests.integration.test_replay_cli import SAMPLE, record_agent_run, run
+from tests.integration.test_replay_cli import SAMPLE, apply_retention, record_agent_run, run
 
 SCHEMA = json.loads((ROOT / "docs" / "audit.schema.json").read_text())
 PATCH = "--- a/app.py\n+++ b/app.py\n@@ -1 +1,2 @@\n ROUTES = {}\n+# health\n"
@@ -267,22 +267,7 @@ def test_edited_event_makes_the_integrity_verdict_broken(store_dir: Path) -> Non
 
 
 def test_retention_removed_stream_is_accounted_and_marked_incomplete(store_dir: Path) -> None:
-    script = (
-        "import asyncio, datetime as d\n"
-        "from eventstore.urls import open_store\n"
-        "from eventstore.retention import RetentionPolicy\n"
-        "async def main():\n"
-        f"    s = await open_store('sqlite:///{store_dir / 'events.db'}')\n"
-        "    later = d.datetime.now(d.UTC) + d.timedelta(days=30)\n"
-        "    r = await s.apply_retention(RetentionPolicy(max_age=d.timedelta(days=7),\n"
-        "        keep=('run-', 'task-')), dry_run=False, now=later)\n"
-        "    print(sorted(x.stream for x in r.removed))\n"
-        "    await s.close()\n"
-        "asyncio.run(main())\n")
-    gone = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                          timeout=60, env={k: v for k, v in os.environ.items()
-                                           if not k.startswith("ORCHESTRAIL_")})
-    assert gone.stdout.strip() == "['session-S1', 'session-SA', 'session-SB']", gone.stderr
+    assert apply_retention(store_dir) == ["session-S1", "session-SA", "session-SB"]
     doc = audit_json(store_dir, "audit-rich")
     assert doc["summary"]["integrity"] == "intact-with-retention"
     assert sorted(r["stream"] for r in doc["integrity"]["removed_streams"]) == [

@@ -49,6 +49,29 @@ def record_agent_run(tmp_path: Path, run_id: str) -> dict[str, object]:
     return summary
 
 
+def apply_retention(store_dir: Path) -> list[str]:
+    """Retention as it runs 30 days from now (max age 7 days, run and task streams kept),
+    through the store API in another process; the streams it removed."""
+    script = (
+        "import asyncio, datetime as d, json\n"
+        "from eventstore.urls import open_store\n"
+        "from eventstore.retention import RetentionPolicy\n"
+        "async def main():\n"
+        f"    s = await open_store('sqlite:///{store_dir / 'events.db'}')\n"
+        "    later = d.datetime.now(d.UTC) + d.timedelta(days=30)\n"
+        "    r = await s.apply_retention(RetentionPolicy(max_age=d.timedelta(days=7),\n"
+        "        keep=('run-', 'task-')), dry_run=False, now=later)\n"
+        "    print(json.dumps(sorted(x.stream for x in r.removed)))\n"
+        "    await s.close()\n"
+        "asyncio.run(main())\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ORCHESTRAIL_")}
+    gone = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=60, env=env)
+    assert gone.returncode == 0, gone.stderr
+    removed: list[str] = json.loads(gone.stdout)
+    return removed
+
+
 def test_replay_json_of_a_real_recorded_run(store_dir: Path) -> None:
     summary = record_agent_run(store_dir, "run-cli")
     out = run(store_dir, "replay", "run-cli", "--format", "json")
@@ -136,21 +159,8 @@ def test_retention_removed_streams_marked_incomplete(store_dir: Path) -> None:
     assert out.returncode == 0
     # Remove the session stream the way retention does (whole stream + $retention record),
     # through the store API, then replay from the CLI.
-    script = (
-        "import asyncio, datetime as d\n"
-        "from eventstore.urls import open_store\n"
-        "from eventstore.retention import RetentionPolicy\n"
-        "async def main():\n"
-        f"    s = await open_store('sqlite:///{store_dir / 'events.db'}')\n"
-        "    later = d.datetime.now(d.UTC) + d.timedelta(days=30)\n"
-        "    r = await s.apply_retention(RetentionPolicy(max_age=d.timedelta(days=7),\n"
-        "        keep=('run-', 'task-')), dry_run=False, now=later)\n"
-        "    print([x.stream for x in r.removed])\n"
-        "    await s.close()\n"
-        "asyncio.run(main())\n")
-    gone = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                          timeout=60)
-    assert gone.stdout.strip() == "['session-S1']", gone.stderr
+    gone = apply_retention(store_dir)
+    assert gone == ["session-S1"]
     out = run(store_dir, "replay", "demo-run-1", "--json")
     assert out.returncode == 0, out.stderr
     doc = json.loads(out.stdout)
