@@ -18,6 +18,7 @@ from typing import Any
 from orchestrator.render.audit_md import (
     VERDICTS,
     diff_note,
+    plural,
     short,
     summary_rows,
     title,
@@ -257,8 +258,8 @@ def _integrity(p: _Page, doc: dict[str, Any]) -> None:
     cls = "broken" if integ["verdict"] == "broken" else "ok"
     p.add("<section class=card id=integrity><details open><summary>Integrity</summary>",
           f"<p class={cls}>{_e(VERDICTS.get(integ['verdict'], integ['verdict']))}</p>",
-          f"<p class=dim>{integ['events_checked']:,} events in {integ['streams_checked']} "
-          f"streams checked: {_e(integ['scope'])}.</p>")
+          f"<p class=dim>{plural(integ['events_checked'], 'event')} in "
+          f"{plural(integ['streams_checked'], 'stream')} checked: {_e(integ['scope'])}.</p>")
     if integ["problems"]:
         p.table(["run", "kind", "stream", "version", "position", "event", "what"], [
             _tr(_td(x["run"]), _td(x["kind"], "error"), _td(x["stream"], "mono"),
@@ -279,7 +280,7 @@ def _integrity(p: _Page, doc: dict[str, Any]) -> None:
 
 def _agents(p: _Page, doc: dict[str, Any]) -> None:
     p.add("<section class=card id=agents><details open><summary>Agents "
-          f"({len(doc['agents'])} sessions)</summary>")
+          f"({plural(len(doc['agents']), 'session')})</summary>")
     for a in doc["agents"]:
         flag = (f" <span class=NO>used tools not allowed: "
                 f"{_e(', '.join(a['tools_not_allowed']))}</span>"

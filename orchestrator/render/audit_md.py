@@ -52,6 +52,10 @@ def summary_rows(doc: dict[str, Any]) -> list[tuple[str, str]]:
     ]
 
 
+def plural(n: int, noun: str) -> str:
+    return f"{n:,} {noun}{'' if n == 1 else 's'}"
+
+
 def cell(value: Any) -> str:
     if value is None:
         return "-"
@@ -110,7 +114,8 @@ def render_audit_markdown(doc: dict[str, Any]) -> str:
     out += _table(["", ""], [[k, v] for k, v in summary_rows(doc)])
     integ = doc["integrity"]
     out += ["", "## Integrity", "", f"**{VERDICTS.get(integ['verdict'], integ['verdict'])}** "
-            f"({integ['events_checked']:,} events in {integ['streams_checked']} streams; "
+            f"({plural(integ['events_checked'], 'event')} in "
+            f"{plural(integ['streams_checked'], 'stream')}; "
             f"{integ['scope']}).", ""]
     if integ["problems"]:
         out += _table(["run", "kind", "stream", "version", "position", "what"],
