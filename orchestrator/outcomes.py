@@ -58,6 +58,18 @@ def outcome(call: ToolCall) -> dict[str, Any]:
             "error_kind": call.error_kind}
 
 
+def outcome_text(d: dict[str, Any]) -> str:
+    """``ok, exit 0`` / ``error, exit 1, timed out``: an ``outcome`` dict for a person."""
+    parts = [str(d.get("status"))]
+    if d.get("exit_code") is not None:
+        parts.append(f"exit {d['exit_code']}")
+    if d.get("timed_out"):
+        parts.append("timed out")
+    if d.get("error_kind"):
+        parts.append(str(d["error_kind"]))
+    return ", ".join(parts)
+
+
 def describe(call: ToolCall) -> dict[str, Any]:
     """A call for a report: outcome plus what was run and what it printed."""
     return {**outcome(call), "tool_use_id": call.tool_use_id, "tool": call.tool,

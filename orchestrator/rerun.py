@@ -317,25 +317,13 @@ def _short(value: Any, n: int = 80) -> str:
     return text if len(text) <= n else text[:n - 1] + "…"
 
 
-def _outcome_text(d: dict[str, Any]) -> str:
-    parts = [str(d["status"])]
-    if d.get("exit_code") is not None:
-        parts.append(f"exit {d['exit_code']}")
-    if d.get("timed_out"):
-        parts.append("timed out")
-    if d.get("error_kind"):
-        parts.append(str(d["error_kind"]))
-    return ", ".join(parts)
-
-
 def _call_message(rec: ToolCall, now: ToolCall, diff: dict[str, Any]) -> str:
-    from orchestrator.outcomes import outcome
+    from orchestrator.outcomes import outcome, outcome_text
 
     what = f"turn {now.turn}, {now.tool} {_short(now.input)}"
     if diff["kind"] == "output":
         return f"{what}: the output differs (strict comparison)"
-    return (f"{what}: recorded {_outcome_text(outcome(rec))}, now "
-            f"{_outcome_text(outcome(now))}")
+    return f"{what}: recorded {outcome_text(outcome(rec))}, now {outcome_text(outcome(now))}"
 
 
 # -- recorded approvals --------------------------------------------------------------------

@@ -31,16 +31,8 @@ def _fields(fields: list[dict[str, Any]]) -> str:
                      for f in fields)
 
 
-def _outcome(d: dict[str, Any]) -> str:
-    s = str(d.get("status"))
-    if d.get("exit_code") is not None:
-        s += f", exit {d['exit_code']}"
-    if d.get("timed_out"):
-        s += ", timed out"
-    return s
-
-
 def render_text(doc: dict[str, Any]) -> str:
+    from orchestrator.outcomes import outcome_text as _outcome
     from orchestrator.progress import tool_subject
 
     a, b = doc["a"], doc["b"]

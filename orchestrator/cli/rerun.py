@@ -25,23 +25,13 @@ def _progress(kind: str, data: dict[str, Any]) -> None:
         click.echo(line, err=True)
 
 
-def _outcome(d: dict[str, Any]) -> str:
-    parts = [str(d.get("status"))]
-    if d.get("exit_code") is not None:
-        parts.append(f"exit {d['exit_code']}")
-    if d.get("timed_out"):
-        parts.append("timed out")
-    if d.get("error_kind"):
-        parts.append(str(d["error_kind"]))
-    return ", ".join(parts)
-
-
 def _indent(lines: list[str], pad: str = "      ") -> str:
     return "\n".join(pad + ln for ln in lines)
 
 
 def render_text(report: dict[str, Any], origin: str) -> str:
     """The report for a person: what ran, what could not be reproduced, what differed."""
+    from orchestrator.outcomes import outcome_text as _outcome
     from orchestrator.progress import tool_subject
 
     kind = "fork" if report.get("forked_from") else "rerun"
