@@ -501,11 +501,17 @@ def check_rerunnable(state: RunState, live_from: Step | None) -> list[Session]:
         if live_from.session is None and len(roots) > 1:
             raise RerunError(f"--live-from {live_from.turn}: the run has {len(roots)} "
                              "sessions; name one as SESSION:TURN")
+        forked = roots
         if live_from.session is not None:
-            match = [s for s in roots if s.id.startswith(live_from.session)]
-            if len(match) != 1:
-                raise RerunError(f"--live-from: {len(match)} sessions of the run start with "
+            forked = [s for s in roots if s.id.startswith(live_from.session)]
+            if len(forked) != 1:
+                raise RerunError(f"--live-from: {len(forked)} sessions of the run start with "
                                  f"{live_from.session!r}")
+        turns = len(forked[0].turns)
+        if live_from.turn > turns:
+            raise RerunError(f"--live-from {live_from.turn}: session {forked[0].id} has "
+                             f"{turns} recorded turn(s); the live model can take over at "
+                             f"turn 1 to {turns}")
     return roots
 
 
@@ -565,7 +571,12 @@ async def rerun(store: EventStore, run_id: str, opts: RerunOptions) -> dict[str,
             from dataclasses import replace
 
             this_opts = replace(opts, live_from=None, live=None)
-        part = await rerun_session(store, s, events, scratch, this_opts, new_run, run_id)
+        try:
+            part = await rerun_session(store, s, events, scratch, this_opts, new_run, run_id)
+        except BaseException:  # bad input found late, Ctrl-C: leave no scratch behind
+            if not opts.keep:
+                shutil.rmtree(base, ignore_errors=True)
+            raise
         report["sessions"].append(part)
         report["notes"].extend(part["notes"])
         report["reproduction"].append({"session": s.id, **scratch.to_dict()})

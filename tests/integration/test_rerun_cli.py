@@ -183,6 +183,9 @@ def test_fork_live_from_a_turn(recorded: tuple[Path, Path]) -> None:
     bad = run(d, "rerun", "r1", "--live-from", "2", "--provider", "script", "--script",
               str(empty))
     assert bad.returncode == 2 and "empty.yaml" in bad.stderr
+    beyond = run(d, "rerun", "r1", "--live-from", "7", "--provider", "script", "--script",
+                 str(live))
+    assert beyond.returncode == 2 and "has 6 recorded turn(s)" in beyond.stderr
 
 
 def test_strict_makes_output_differences_divergences(recorded: tuple[Path, Path]) -> None:
