@@ -274,6 +274,8 @@ class _ThreadMapper:
         self.pending: list[Record] = []  # assistant records of one message id
         self.seen: set[str] = set()
         self.started = False
+        #: token counts of this thread so far, each API message once (for agent.finished)
+        self.usage: dict[str, int] = {}
 
     def emit(self, type_: str, data: dict[str, Any], id_: str, at: datetime, *,
              stream: str | None = None, causation: str | None = None,
@@ -432,6 +434,10 @@ class _ThreadMapper:
                 self.generic(r)
             return
         self.turn += 1
+        if not counted_before:
+            for k, v in usage.items():
+                if type(v) is int:
+                    self.usage[k] = self.usage.get(k, 0) + v
         responded = self.emit("model.responded", {
             "turn": self.turn, "model": model, "response_id": msg0.get("id"),
             "request_id": first.rec.get("requestId"), "content": blocks,
@@ -452,7 +458,8 @@ class _ThreadMapper:
             # the end of a turn, as the hook's Stop / SubagentStop
             self.emit("agent.finished", {
                 "agent": self.th.agent_type if self.sub else "claude-code",
-                "status": "completed", "final_text": text_of(blocks)},
+                "status": "completed", "final_text": text_of(blocks), "turns": self.turn,
+                "usage": dict(self.usage)},
                 self.rid(first, "finished"), group[-1].at, meta=self.meta(first))
 
     def user(self, r: Record) -> None:

@@ -89,6 +89,8 @@ async def test_every_layout_maps_calls_subagents_and_usage(tmp_path: Path, layou
             started[f"session-{s['id']}"].data["spawned_by_tool_use_id"]][0]
         out = sum(t["usage"].get("output_tokens", 0) for t in s["turns"])
         assert out == m.output_tokens[f"session-{key}"]
+        # agent.finished carries the thread's usage so far (what `runs` sums)
+        assert s["usage"]["output_tokens"] == out
     prompts = [e for e in evs if e.type == "prompt.submitted"]
     assert len(prompts) == m.prompts
     types = {e.type for e in evs}
