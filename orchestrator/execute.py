@@ -51,7 +51,7 @@ Heartbeat = Callable[[], Awaitable[None]]
 
 
 class ProviderFactory(Protocol):
-    """Makes the model provider for one session (a fresh one per attempt)."""
+    """Makes (or hands out) the model provider for one attempt; called before dispatch."""
 
     def __call__(self, task: TaskState, definition: AgentDefinition) -> Any: ...
 
@@ -234,6 +234,8 @@ async def execute_task(task: TaskState, attempt: int, cfg: ExecConfig, *,
         if agent is None:
             raise LookupError(f"task {task.id!r} names no agent (a lead agent would route it)")
         definition = cfg.agents.get(agent)
+        provider = None if cfg.provider_name == "claude-code" else \
+            cfg.providers(task, definition)
         ws = await cfg.workspaces.prepare(task.id, task.depends_on, fresh=fresh_workspace)
     except (WorkspaceError, LookupError) as exc:
         out.error, out.error_kind = str(exc), "setup"
@@ -242,8 +244,9 @@ async def execute_task(task: TaskState, attempt: int, cfg: ExecConfig, *,
         return out
     except Exception as exc:
         from agents.errors import AgentError
+        from agents.providers.base import ProviderError
 
-        if not isinstance(exc, AgentError):
+        if not isinstance(exc, AgentError | ProviderError):
             raise
         out.error, out.error_kind, out.session_id = str(exc), "setup", None
         out.seconds = time.monotonic() - t0
@@ -269,7 +272,8 @@ async def execute_task(task: TaskState, attempt: int, cfg: ExecConfig, *,
                               task_prompt(task, via.prompt if via is not None else None))
         stop_as: Callable[[str, str], None] = lambda status, reason: None  # noqa: E731
     else:
-        session = _session(cfg, definition, task, ws, model, session_id, dispatched.id, via)
+        session = _session(cfg, definition, task, ws, model, session_id, dispatched.id, via,
+                           provider=provider)
         runner = session.run()
 
         def stop_as(status: str, reason: str) -> None:
@@ -374,7 +378,8 @@ def _env(cfg: ExecConfig, ws: Workspace, session_id: str) -> dict[str, str]:
 
 
 def _session(cfg: ExecConfig, definition: AgentDefinition, task: TaskState, ws: Workspace,
-             model: str, session_id: str, causation: str, via: Dispatch | None = None) -> Any:
+             model: str, session_id: str, causation: str, via: Dispatch | None = None,
+             *, provider: Any = None) -> Any:
     from dataclasses import replace
 
     from agents.approval import DenyApprover
@@ -387,7 +392,9 @@ def _session(cfg: ExecConfig, definition: AgentDefinition, task: TaskState, ws: 
     budgets = cfg.budgets
     if budgets.max_turns is None and definition.max_turns:
         budgets = replace(budgets, max_turns=definition.max_turns)
-    provider = cfg.providers(task, definition)
+
+    if provider is None:
+        provider = cfg.providers(task, definition)
 
     def progress(kind: str, data: dict[str, Any]) -> None:
         _progress(cfg, task.id, kind, data)

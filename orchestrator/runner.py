@@ -42,6 +42,7 @@ if TYPE_CHECKING:
     from agents.loop import Budgets
     from eventstore.base import EventStore
     from orchestrator.backlog import Backlog, TaskState
+    from orchestrator.lead import LeadRun
     from orchestrator.progress import RunProgress
 
 
@@ -97,7 +98,8 @@ class RunConfig:
     policy: Path | None = None
     record_prompts: bool = False
     pass_env: tuple[str, ...] = ()
-    lead: str | None = None  # a lead agent routes tasks without an agent (not built yet)
+    lead: str | None = None  # --lead: a lead agent runs the backlog (orchestrator.lead)
+    review: str | None = None  # --review: a reviewer agent judges each attempt
     lease_seconds: float = 600.0
 
     def budgets(self) -> Budgets:
@@ -187,6 +189,7 @@ class Runner:
         self.progress = progress
         self.app_config = app_config
         self.reviewer = reviewer
+        self.lead: LeadRun | None = None  # set by prepare() with --lead
         self.run_id = config.run_id or new_run_id()
         self.report = RunReport(self.run_id)
         self.backlog: Backlog | None = None
@@ -198,6 +201,7 @@ class Runner:
         self._running: dict[asyncio.Task[TaskOutcome], tuple[str, Cancel]] = {}
         self._stop: tuple[str, str] | None = None
         self._wake = asyncio.Event()
+        self._closers: list[Any] = []  # provider clients to close when the run ends
 
     # -- preflight ---------------------------------------------------------------------
     async def prepare(self) -> None:
@@ -233,8 +237,8 @@ class Runner:
                 if cfg.lead is None:
                     problems.append(
                         f"task {t.id!r} has no agent: tasks without one are routed by a lead "
-                        "agent, and this run has none (lead mode is not available yet); give "
-                        "the task an agent, e.g. `orchestrail task import FILE --agent NAME`")
+                        "agent, and this run has none; give --lead, or give the task an "
+                        "agent, e.g. `orchestrail task import FILE --agent NAME`")
             elif t.agent not in agents:
                 known = ", ".join(agents.names()) or "none found"
                 why = f" ({skipped[t.agent]})" if t.agent in skipped else ""
@@ -242,6 +246,9 @@ class Runner:
                                 f"{known}; searched {cfg.project / '.claude' / 'agents'}, "
                                 f"{cfg.project / 'agents'}, ~/.claude/agents)")
         providers = self._providers(problems)
+        from orchestrator.roles import prepare_roles
+
+        install_roles = prepare_roles(self, problems)
         if problems:
             raise RunInputError(problems)
         if not self.tasks:
@@ -253,6 +260,7 @@ class Runner:
                                  f"waiting for another: {blocked}"], code=1)
         self._git = await git_info(cfg.project)
         self.exec = await self.build_exec(agents, providers)
+        install_roles()
         self.pending = {t.id for t in self.tasks}
 
     async def build_exec(self, agents: AgentRegistry, providers: Any, *,
@@ -379,10 +387,30 @@ class Runner:
                 return scripts.provider(task)
 
             return script_provider
-        name = cfg.provider
+        from agents.errors import AgentError
+        from agents.providers.base import ProviderError
+
+        if cfg.provider == "claude-code":  # a session runner, made per task
+            from agents.providers.claude_code import find_claude_binary
+
+            try:
+                find_claude_binary(config=self.app_config)
+            except ProviderError as exc:
+                problems.append(f"--provider claude-code: {exc}")
+            return None
+        try:  # one client for the whole run (connection pool), closed when it ends
+            shared = get_provider(cfg.provider, config=self.app_config)
+        except (AgentError, ProviderError) as exc:
+            problems.append(f"--provider {cfg.provider}: {exc}")
+            return None
+        except ImportError as exc:
+            problems.append(f"--provider {cfg.provider}: its SDK is not installed ({exc}); "
+                            f"pip install 'orchestrail[{cfg.provider}]'")
+            return None
+        self._closers.append(shared.aclose)
 
         def provider(task: TaskState, definition: AgentDefinition) -> Any:
-            return get_provider(name)
+            return shared
 
         return provider
 
@@ -393,16 +421,39 @@ class Runner:
             self._stop = ("cancelled", reason)
         for _, handle in self._running.values():
             handle.cancel("cancelled", reason)
+        for role in (self.lead, self.reviewer):
+            stop = getattr(role, "cancel", None)
+            if stop is not None:
+                stop(reason)
         self._wake.set()
 
     async def run(self) -> RunReport:
         """Dispatch until nothing is left to do; ``RunAborted`` when the store fails."""
+        assert self.exec is not None, "call prepare() first"
+        try:
+            await self._run()
+        finally:
+            await self.aclose()
+        return self.report
+
+    async def aclose(self) -> None:
+        """Close the provider clients this run opened (also when ``prepare`` failed)."""
+        closers, self._closers = self._closers, []
+        for close in closers:
+            try:
+                await close()
+            except Exception:  # closing a client must not hide the run's outcome
+                pass
+
+    async def _run(self) -> None:
         from eventstore.errors import StoreError
 
-        assert self.exec is not None, "call prepare() first"
         await self._started()
         try:
-            await self._dispatch()
+            if self.lead is not None:
+                await self.lead.run()
+            else:
+                await self._dispatch()
         except (StoreError, OSError) as exc:
             recorded = await self._abort(exc)
             raise RunAborted(
@@ -411,13 +462,13 @@ class Runner:
                     "the end of the run could not be recorded (`orchestrail resume` can "
                     "finish it once the store is back)")) from exc
         await self._finished()
-        return self.report
 
     async def _started(self) -> None:
         from eventstore.model import NO_STREAM, NewEvent
 
         assert self.agents is not None and self.exec is not None
-        used = sorted({t.agent for t in self.tasks if t.agent})
+        used = sorted({t.agent for t in self.tasks if t.agent}
+                      | {n for n in (self.config.lead, self.config.review) if n})
         agents = {}
         for name in used:
             d = self.agents.get(name)

@@ -343,6 +343,39 @@ def test_sigint_cancels_cleanly(tmp_path: Path) -> None:
     assert cli(p, "verify").returncode == 0
 
 
+def test_anthropic_provider_over_the_wire(tmp_path: Path) -> None:
+    """The real-model path: the anthropic SDK talks HTTP to a scripted Messages API; one
+    client serves every task of the run; a missing key is refused before anything runs."""
+    from tests.fakes.model_servers import AnthropicServer, Script, error, text, tool_use
+
+    tasks = """\
+        defaults: {agent: tester}
+        tasks: [{id: w1, title: W1}, {id: w2, title: W2, depends_on: [w1]}]
+        """
+    p = project(tmp_path, tasks, "[unused]\n")
+    n = len(events(p))
+    out = cli(p, "run", "--provider", "anthropic")
+    assert out.returncode == 2 and "ANTHROPIC_API_KEY" in out.stderr
+    assert len(events(p)) == n
+    script = Script([tool_use("Write", {"file_path": "w1.txt", "content": "one\n"}),
+                     text("wrote w1"), error(529, "overloaded"), text("w2 done")])
+    with AnthropicServer(script) as api:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("ORCHESTRAIL_")}
+        env.update(ANTHROPIC_BASE_URL=api.url, ANTHROPIC_API_KEY="test-key")
+        proc = subprocess.run([ORCHESTRAIL, "run", "--provider", "anthropic", "--json",
+                               "--model", "claude-sonnet-4-5"], cwd=p, env=env,
+                              capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    rep = json.loads(proc.stdout)
+    assert rep["tasks"]["completed"] == ["w1", "w2"] and rep["tokens"] > 0
+    assert rep["cost_usd"] is not None and rep["cost_usd"] > 0  # a priced model
+    assert len(script.requests) == 4 and all(r["model"] == "claude-sonnet-4-5"
+                                             for r in script.requests)
+    evs = events(p)
+    assert [e["data"]["status"] for e in of(evs, "model.failed")] == [529]
+    assert of(evs, "run.started")[0]["data"]["provider"] == "anthropic"
+
+
 # -- bad input: a clear error, exit code, nothing written --------------------------------
 
 def _count(p: Path) -> int:
