@@ -55,6 +55,7 @@ async def audit(obj: Ctx, run: str | None, last: bool, since_text: str | None,
 
     RUN is a run id, a unique prefix of one, or `last`. With nothing given, the newest run.
     """
+    from eventstore.canonical import format_ts
     from orchestrator.audit import load_audit
     from orchestrator.cli.events import parse_time
     from orchestrator.cli.replay import dumps_bytes
@@ -79,8 +80,8 @@ async def audit(obj: Ctx, run: str | None, last: bool, since_text: str | None,
                 fail(f"no runs between {since_text or 'the beginning'} and "
                      f"{until_text or 'now'} ({len(runs)} run(s) in this store; "
                      "`orchestrail runs` lists them)")
-            scope = {"runs": picked, "since": since.isoformat() if since else None,
-                     "until": until.isoformat() if until else None}
+            scope = {"runs": picked, "since": format_ts(since) if since else None,
+                     "until": format_ts(until) if until else None}
         else:
             run_id = await resolve_run(store, run, last=last or run is None, runs=runs)
             picked, scope = [run_id], {"runs": [run_id], "since": None, "until": None}

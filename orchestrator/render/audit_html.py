@@ -181,23 +181,52 @@ def render_audit_html(doc: dict[str, Any]) -> str:
 
 
 def _timeline(p: _Page, doc: dict[str, Any]) -> None:
+    """One SVG per run, each on its own time scale (runs of a window can be days apart)."""
     tl = doc["timeline"]
     lanes = tl["lanes"][:MAX_LANES]
     p.add("<section class=card id=timeline><details open><summary>Timeline</summary>")
     if not lanes:
         p.add("<p class=dim>No sessions to draw.</p></details></section>")
         return
-    span = tl["span_ms"] or 1.0
+    p.add("<p class=\"legend dim\"><span><i style=background:#cfe3f7></i>session</span>"
+          "<span><i style=background:#2e8b57></i>tool call ok</span>"
+          "<span><i style=background:#e07000></i>tool error</span>"
+          "<span><i style=\"background:#d0021b;transform:rotate(45deg)\"></i>denied</span>"
+          f"<span>{_e(tl['start'])} → {_e(tl['end'])} ({_e(secs(tl['span_ms']))})</span></p>")
+    by_run: dict[str, list[dict[str, Any]]] = {}
+    for lane in lanes:
+        by_run.setdefault(lane["run"], []).append(lane)
+    for run_id, run_lanes in by_run.items():
+        if len(by_run) > 1:
+            p.add(f"<p class=dim>run <code>{_e(run_id)}</code></p>")
+        p.add("<div class=tl>", *_svg(run_lanes), "</div>")
+    notes = []
+    if tl["marks_shown"] < tl["marks_total"]:
+        notes.append(f"{tl['marks_shown']:,} of {tl['marks_total']:,} tool calls drawn "
+                     "(every denial and error kept; ordinary calls thinned out)")
+    if len(tl["lanes"]) > MAX_LANES:
+        notes.append(f"first {MAX_LANES} of {len(tl['lanes'])} sessions drawn")
+    if notes:
+        p.add(f"<p class=dim>{_e('; '.join(notes))}.</p>")
+    p.add("</details></section>")
+
+
+def _svg(lanes: list[dict[str, Any]]) -> list[str]:
+    """Lanes (sessions) with their marks (tool calls), scaled to these lanes' own span."""
+    times = [t for lane in lanes for t in (lane["start_ms"], lane["end_ms"]) if t is not None]
+    times += [m["t_ms"] for lane in lanes for m in lane["marks"] if m["t_ms"] is not None]
+    t0 = min(times) if times else 0.0
+    span = (max(times) - t0 if times else 0.0) or 1.0
     plot = WIDTH - LABEL - 16
     height = TOP + LANE_H * len(lanes) + 8
+    marks = sum(len(lane["marks"]) for lane in lanes)
 
     def x(ms: float | None) -> float:
-        return LABEL + plot * ((ms or 0.0) / span)
+        return LABEL + plot * (((ms if ms is not None else t0) - t0) / span)
 
-    svg = [f"<svg class=timeline "
-           f"viewBox=\"0 0 {WIDTH} {height}\" role=img aria-label=\"timeline of "
-           f"{len(lanes)} sessions and {tl['marks_shown']} tool calls\">"]
-    for i in range(6):  # time axis: six ticks
+    svg = [f"<svg class=timeline viewBox=\"0 0 {WIDTH} {height}\" role=img "
+           f"aria-label=\"timeline of {len(lanes)} sessions and {marks} tool calls\">"]
+    for i in range(6):  # time axis: six ticks, from this run's first moment
         tx = LABEL + plot * i / 5
         anchor = "start" if i == 0 else "end" if i == 5 else "middle"
         svg.append(f"<line class=grid x1={tx:.1f} y1={TOP - 6} x2={tx:.1f} y2={height - 4} />"
@@ -211,7 +240,7 @@ def _timeline(p: _Page, doc: dict[str, Any]) -> None:
                    f"{_e(_clip(lane['agent'], 20))} · {_e(_clip(lane['session'], 9))}</text>")
         if lane["start_ms"] is not None:
             x0 = x(lane["start_ms"])
-            x1 = max(x(lane["end_ms"] if lane["end_ms"] is not None else span), x0 + 2)
+            x1 = max(x(lane["end_ms"] if lane["end_ms"] is not None else t0 + span), x0 + 2)
             svg.append(f"<rect class=\"lane-bar {_e(lane['status'])}\" x={x0:.1f} "
                        f"y={y + 4} width={x1 - x0:.1f} height={LANE_H - 10} rx=3>"
                        f"<title>{_e(lane['agent'])} {_e(lane['session'])}: "
@@ -231,21 +260,7 @@ def _timeline(p: _Page, doc: dict[str, Any]) -> None:
                            f"width={w:.1f} height={LANE_H - 8}>{tip}</rect>")
         svg.append("</g>")
     svg.append("</svg>")
-    p.add("<p class=\"legend dim\"><span><i style=background:#cfe3f7></i>session</span>"
-          "<span><i style=background:#2e8b57></i>tool call ok</span>"
-          "<span><i style=background:#e07000></i>tool error</span>"
-          "<span><i style=\"background:#d0021b;transform:rotate(45deg)\"></i>denied</span>"
-          f"<span>{_e(tl['start'])} → {_e(tl['end'])} ({_e(secs(tl['span_ms']))})</span></p>",
-          "<div class=tl>", *svg, "</div>")
-    notes = []
-    if tl["marks_shown"] < tl["marks_total"]:
-        notes.append(f"{tl['marks_shown']:,} of {tl['marks_total']:,} tool calls drawn "
-                     "(every denial and error kept; ordinary calls thinned out)")
-    if len(tl["lanes"]) > MAX_LANES:
-        notes.append(f"first {MAX_LANES} of {len(tl['lanes'])} sessions drawn")
-    if notes:
-        p.add(f"<p class=dim>{_e('; '.join(notes))}.</p>")
-    p.add("</details></section>")
+    return svg
 
 
 def _clip(text: Any, n: int) -> str:

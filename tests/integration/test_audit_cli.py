@@ -226,7 +226,10 @@ def test_since_until_picks_every_run_in_the_window(store_dir: Path) -> None:
     assert none.returncode == 1 and none.stdout == ""
     assert "no runs between 2026-12-01T00:00:00Z and now (2 run(s)" in none.stderr
     md = run(store_dir, "audit", "--since", "2026-11-19T00:00:00Z", "--format", "md")
-    assert md.stdout.startswith("# Audit of 2 run(s) from 2026-11-19")
+    assert md.stdout.startswith("# Audit of 2 run(s) from 2026-11-19T00:00:00.000000Z")
+    page = run(store_dir, "audit", "--since", "2026-11-19T00:00:00Z", "--format", "html")
+    # one timeline per run, each on its own scale (the runs are three days apart)
+    assert page.stdout.count("<svg class=timeline") == 2
     mixed = run(store_dir, "audit", "demo", "--since", "1d")
     assert mixed.returncode == 2 and "not both" in mixed.stderr
 
