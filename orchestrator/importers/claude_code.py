@@ -201,8 +201,10 @@ def _is_agent_file(p: Path) -> bool:
 
 
 def _session_of_nested(p: Path) -> str | None:
-    """``<session>/subagents/[...]/agent-x.jsonl`` -> ``<session>``."""
-    for parent in p.parents:
+    """``<session>/subagents/agent-x.jsonl`` (or ``subagents/workflows/<wf>/...``) ->
+    ``<session>``. Only the nearest three folders count: a folder named ``subagents``
+    higher up is someone's path, not the layout."""
+    for parent in list(p.parents)[:3]:
         if parent.name == "subagents":
             return parent.parent.name
     return None

@@ -353,3 +353,21 @@ async def test_inline_sidechain_with_agent_id_on_some_records(tmp_path: Path) ->
     assert [(c.tool, c.status) for c in child.tool_calls.values()] == [("Grep", "ok")]
     assert [(c.tool, c.status) for c in state.sessions[sid].tool_calls.values()] == [
         ("Task", "ok")]
+
+
+def test_workflow_agents_belong_to_their_session_and_journals_are_ignored(
+        tmp_path: Path) -> None:
+    # a folder named "subagents" above the projects tree is not the layout
+    proj = tmp_path / "subagents" / "projects" / "-w"
+    m = write_session(proj, "nested", 2)
+    wf = proj / m.session_id / "subagents" / "workflows" / "wf_1"
+    wf.mkdir(parents=True)
+    (wf / "agent-wf01.jsonl").write_text(json.dumps({
+        "type": "user", "uuid": "w1", "sessionId": m.session_id, "agentId": "wf01",
+        "isSidechain": True, "message": {"role": "user", "content": "step"}}) + "\n")
+    (wf / "journal.jsonl").write_text('{"step": 1}\n')
+    sessions, ignored = discover([tmp_path / "subagents" / "projects"])
+    assert [s.session_id for s in sessions] == [m.session_id]
+    assert wf / "agent-wf01.jsonl" in sessions[0].agents
+    assert sessions[0].main == proj / f"{m.session_id}.jsonl"
+    assert ignored == [str(wf / "journal.jsonl")]
