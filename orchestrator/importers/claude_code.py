@@ -201,12 +201,13 @@ def _is_agent_file(p: Path) -> bool:
 
 
 def _session_of_nested(p: Path) -> str | None:
-    """``<session>/subagents/agent-x.jsonl`` (or ``subagents/workflows/<wf>/...``) ->
-    ``<session>``. Only the nearest three folders count: a folder named ``subagents``
-    higher up is someone's path, not the layout."""
-    for parent in list(p.parents)[:3]:
-        if parent.name == "subagents":
-            return parent.parent.name
+    """``<session>/subagents/agent-x.jsonl`` or ``<session>/subagents/workflows/<wf>/...``
+    -> ``<session>``; anything else (a folder named ``subagents`` elsewhere) -> None."""
+    up = p.parents
+    if len(up) > 1 and up[0].name == "subagents":
+        return up[1].name
+    if len(up) > 3 and up[1].name == "workflows" and up[2].name == "subagents":
+        return up[3].name
     return None
 
 
