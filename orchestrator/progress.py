@@ -1,19 +1,24 @@
 """Live progress on stderr: what each session is doing, as it happens.
 
 ``event_line`` turns one session event into a short line (shared by ``agents run`` and
-``run``). ``RunProgress`` follows a whole run: on a terminal it keeps one status line
-(updated in place) summarising every running task - agent, turn, current tool, tokens,
-cost - and prints a permanent line when a task is dispatched or finishes; elsewhere (a
-log file, CI) it prints plain lines, one per event, prefixed with the task id.
+``run``). ``RunProgress`` follows a whole run: on a terminal it keeps a block of status
+lines at the bottom, one per running task (agent, turn, current tool, tokens, cost,
+seconds), redrawn in place, and prints a permanent line above it when a task is
+dispatched or finishes; elsewhere (a log file, CI) it prints plain lines, one per event,
+prefixed with the task id.
 """
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 import sys
 import time
 from dataclasses import dataclass
 from typing import Any, TextIO
+
+#: Seconds between two redraws of the terminal status block.
+REDRAW_S = 0.1
 
 
 def event_line(kind: str, data: dict[str, Any]) -> str | None:
@@ -80,7 +85,10 @@ class RunProgress:
         self.tty = self.out.isatty() if tty is None else tty
         self.quiet = quiet
         self.live: dict[str, _Live] = {}
-        self._status_shown = False
+        self._drawn = 0  # status lines currently on screen (terminal only)
+        self._drawn_at = 0.0
+        self._deferred = False
+        self._ticking = False
 
     # -- called by the runner and by sessions -------------------------------------------
     def __call__(self, task_id: str, kind: str, data: dict[str, Any]) -> None:
@@ -136,24 +144,51 @@ class RunProgress:
         self._clear()
         print(text, file=self.out, flush=True)
         if self.tty:
-            self.status()
+            self.status(force=True)
 
-    def status(self) -> None:
-        if not self.live:
-            self._clear()
-            return
+    def status(self, force: bool = False) -> None:
+        """Redraw the block of status lines (one per running task), at most every
+        ``REDRAW_S`` unless forced; a skipped redraw is made up for shortly after."""
+        now = time.monotonic()
+        if not force and now - self._drawn_at < REDRAW_S:
+            if not self._deferred:
+                try:
+                    loop = asyncio.get_running_loop()
+                except RuntimeError:
+                    loop = None
+                if loop is not None:
+                    self._deferred = True
+                    loop.call_later(REDRAW_S, self._redraw_deferred)
+                    return
+            else:
+                return
+        self._clear()
         width = shutil.get_terminal_size((100, 20)).columns - 1
-        parts = []
         for tid, lv in self.live.items():
-            parts.append(f"{tid} {lv.agent} t{lv.turn} {lv.tool} "
-                         f"{human_tokens(lv.tokens)} tok {money(lv.cost)} "
-                         f"{time.monotonic() - lv.started:.0f}s".replace("  ", " "))
-        text = " | ".join(parts)[:width]
-        self.out.write(f"\r\x1b[K{text}")
+            text = " ".join(x for x in (
+                tid, lv.agent, f"turn {lv.turn}", lv.tool, f"{human_tokens(lv.tokens)} tok",
+                money(lv.cost), f"{now - lv.started:.0f}s") if x)
+            self.out.write(text[:width] + "\n")
         self.out.flush()
-        self._status_shown = True
+        self._drawn = len(self.live)
+        self._drawn_at = now
+        if self.live and not self._ticking:  # keep the seconds moving during long tools
+            try:
+                asyncio.get_running_loop().call_later(1.0, self._tick)
+                self._ticking = True
+            except RuntimeError:
+                pass
+
+    def _tick(self) -> None:
+        self._ticking = False
+        if self.live:
+            self.status(force=True)
+
+    def _redraw_deferred(self) -> None:
+        self._deferred = False
+        self.status(force=True)
 
     def _clear(self) -> None:
-        if self.tty and self._status_shown:
-            self.out.write("\r\x1b[K")
-            self._status_shown = False
+        if self.tty and self._drawn:
+            self.out.write(f"\x1b[{self._drawn}F\x1b[J")
+            self._drawn = 0

@@ -32,19 +32,25 @@ def test_plain_lines_prefixed_with_the_task() -> None:
     assert "\r" not in out.getvalue()
 
 
-def test_tty_status_line_shows_agent_turn_tool_tokens_cost() -> None:
+def test_tty_status_block_one_line_per_running_task() -> None:
     out = io.StringIO()
     p = RunProgress(out, tty=True)
     _feed(p)
-    status = out.getvalue().rsplit("\r\x1b[K", 1)[1]
-    assert status.startswith("t1 impl t2 Bash pytest -q 1.8k tok $0.0123")
+    p("t2", "task.dispatched", {"agent": "rev", "attempt": 1, "session_id": "x"})
+    block = out.getvalue().rsplit("\x1b[J", 1)[1]
+    lines = block.splitlines()
+    assert lines[0] == "[t2] rev: dispatched (attempt 1, session x)"
+    assert lines[1].startswith("t1 impl turn 2 Bash pytest -q 1.8k tok $0.0123 ")
+    assert lines[2].startswith("t2 rev turn 0 0 tok $0.0000 ")
     p.finished("t1", SimpleNamespace(status="timeout", turns=2, tool_calls=1, tokens=1800,
                                      cost_usd=None, seconds=3.0, error="task timed out",
                                      ok=False), "failed")
-    tail = out.getvalue().rsplit("\r\x1b[K", 1)[1]
-    assert tail.startswith("[t1] timeout -> failed: 2 turns") and "$?" in tail
-    assert "[t1]   task timed out" in tail
-    assert p.live == {}
+    tail = out.getvalue().rsplit("\x1b[J", 1)[1].splitlines()
+    assert tail[0].startswith("[t1] timeout -> failed: 2 turns") and "$?" in tail[0]
+    assert tail[1] == "[t1]   task timed out"
+    assert tail[2].startswith("t2 rev") and len(tail) == 3
+    assert "\x1b[2F\x1b[J" in out.getvalue()  # the two-line block was redrawn in place
+    assert set(p.live) == {"t2"}
 
 
 def test_event_line_ignores_uninteresting_events() -> None:
