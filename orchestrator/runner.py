@@ -454,13 +454,16 @@ class Runner:
                 await self.lead.run()
             else:
                 await self._dispatch()
-        except (StoreError, OSError) as exc:
-            recorded = await self._abort(exc)
+        except StoreError as exc:
+            recorded = await self._abort(f"store failed: {exc}")
             raise RunAborted(
                 f"the store failed during run {self.run_id}: {exc}; " + (
                     "the run is recorded as failed up to here" if recorded else
                     "the end of the run could not be recorded (`orchestrail resume` can "
                     "finish it once the store is back)")) from exc
+        except Exception as exc:  # a bug: still stop the sessions and record the end
+            await self._abort(f"internal error: {type(exc).__name__}: {exc}")
+            raise
         await self._finished()
 
     async def _started(self) -> None:
@@ -663,26 +666,31 @@ class Runner:
             type="run.finished", data=self.report.to_dict(), actor="orchestrator",
             correlation_id=self.run_id)])
 
-    async def _abort(self, exc: BaseException) -> bool:
-        """The store failed: stop the sessions, then try to record why (True: recorded)."""
+    async def _abort(self, why: str) -> bool:
+        """Stop the sessions, give their tasks back and record the end of the run, as far
+        as the store still answers (True: ``run.finished`` was recorded)."""
+        from eventstore.errors import StoreError
         from eventstore.model import NewEvent
+        from orchestrator.backlog import TaskStateError
 
-        self.cancel(f"the store failed: {exc}")
+        self.cancel(why)
         running = [tid for tid, _ in self._running.values()]
         if self._running:
             await asyncio.gather(*self._running, return_exceptions=True)
             self._running.clear()
         assert self.backlog is not None
-        for tid in running:  # give the tasks back if the store still answers
+        for tid in running:
             try:
                 self._check_store()
-                await self.backlog.release(tid, self.run_id, reason=f"store failed: {exc}")
-                self.report.released[tid] = f"store failed: {exc}"
-                self.pending.discard(tid)
-            except Exception:
+                await self.backlog.release(tid, self.run_id, reason=why)
+            except TaskStateError:
+                continue  # already settled
+            except StoreError:
                 break
+            self.report.released[tid] = why
+            self.pending.discard(tid)
         self._close_report()
-        self.report.status, self.report.reason = "failed", f"store failed: {exc}"
+        self.report.status, self.report.reason = "failed", why
         try:
             self._check_store()
             await self.store.append(f"run-{self.run_id}", [NewEvent(

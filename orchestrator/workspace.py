@@ -56,9 +56,12 @@ def ref_part(text: str) -> str:
 async def git(cwd: Path, *args: str, check: bool = True) -> str:
     """Run git; a failure is a ``WorkspaceError`` quoting git's own message."""
     env = {**os.environ, **_GIT_ENV}
-    proc = await asyncio.create_subprocess_exec(
-        "git", *args, cwd=str(cwd), env=env, stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    try:
+        proc = await asyncio.create_subprocess_exec(
+            "git", *args, cwd=str(cwd), env=env, stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    except OSError as exc:  # no git binary, or cwd gone
+        raise WorkspaceError(f"cannot run git in {cwd}: {exc.strerror or exc}") from None
     out, err = await proc.communicate()
     if check and proc.returncode != 0:
         msg = err.decode(errors="replace").strip() or out.decode(errors="replace").strip()
@@ -70,7 +73,7 @@ async def git_info(project: Path) -> dict[str, Any] | None:
     """Commit, branch and status of the project (None when it is not a git repository)."""
     try:
         top = (await git(project, "rev-parse", "--show-toplevel")).strip()
-    except (WorkspaceError, OSError):
+    except WorkspaceError:
         return None
     head = (await git(project, "rev-parse", "--verify", "-q", "HEAD", check=False)).strip()
     branch = (await git(project, "branch", "--show-current", check=False)).strip()
@@ -235,7 +238,11 @@ class Workspaces:
         if self.mode == "copy":
             return await asyncio.to_thread(self._prepare_copy, task_id, path, depends_on, fresh)
         async with self._lock:
-            return await self._prepare_worktree(task_id, path, depends_on, fresh)
+            try:
+                return await self._prepare_worktree(task_id, path, depends_on, fresh)
+            except OSError as exc:
+                raise WorkspaceError(f"cannot make the worktree {path}: "
+                                     f"{exc.strerror or exc}") from None
 
     async def _prepare_worktree(self, task_id: str, path: Path, depends_on: Sequence[str],
                                 fresh: bool) -> Workspace:
