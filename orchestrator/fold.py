@@ -34,7 +34,7 @@ USAGE_KEYS = ("input_tokens", "output_tokens", "cache_read_input_tokens",
               "cache_creation_input_tokens")
 
 #: Event types that give the tree its skeleton; ``--type`` filters never drop them.
-STRUCTURAL = ("run.", "task.", "agent.", "retention.")
+STRUCTURAL = ("run.", "task.", "agent.", "retention.", "lead.", "review.")
 
 
 def _ts(value: datetime | None) -> str | None:
@@ -228,6 +228,8 @@ class Task:
     created_at: datetime | None = None
     finished_at: datetime | None = None
     seen: bool = False
+    #: ``review.requested`` / ``review.completed``: one entry per reviewed attempt
+    reviews: list[dict[str, Any]] = field(default_factory=list)
 
 
 class RunState:
@@ -243,6 +245,7 @@ class RunState:
         self.config: dict[str, Any] = {}
         self.recorded_totals: dict[str, Any] | None = None
         self.resumes: list[dict[str, Any]] = []  # run.resumed events
+        self.lead: dict[str, Any] | None = None  # lead.started: the lead's session, agent
         self.tasks: dict[str, Task] = {}
         self.sessions: dict[str, Session] = {}
         self.other: list[dict[str, Any]] = []
@@ -388,6 +391,27 @@ class RunState:
         else:
             t.status = kind
 
+    def _lead_started(self, _: Session | None, ev: RecordedEvent, d: dict[str, Any]) -> None:
+        """``run --lead``: the lead session that dispatches this run's tasks."""
+        self.lead = {"session_id": d.get("session_id"), "agent": d.get("agent"),
+                     "position": ev.position}
+
+    def _review(self, _: Session | None, ev: RecordedEvent, d: dict[str, Any]) -> None:
+        """``review.requested`` then ``review.completed`` (``run --review``): the verdict
+        on one attempt, kept on its task."""
+        t = self._task(str(d["task_id"]))
+        rsid = d.get("reviewer_session")
+        entry = next((r for r in t.reviews if r["reviewer_session"] == rsid), None)
+        if entry is None:
+            entry = {"reviewer_session": rsid, "attempt": d.get("attempt"),
+                     "session_id": d.get("session_id"), "agent": d.get("agent"),
+                     "verdict": "pending", "reason": None, "requested_at": format_ts(
+                         ev.occurred_at), "completed_at": None}
+            t.reviews.append(entry)
+        if ev.type == "review.completed":
+            entry.update({"verdict": d.get("verdict"), "reason": d.get("reason"),
+                          "completed_at": format_ts(ev.occurred_at)})
+
     # -- rendering helpers -----------------------------------------------------------------
     def totals(self) -> dict[str, Any]:
         usage: dict[str, int] = {}
@@ -512,6 +536,7 @@ class RunState:
                 "permission_mode": s.permission_mode,
                 "workspace_diffs": [diff_dict(d, max_chars) for d in s.diffs],
                 "workspace": s.started_data.get("workspace"),
+                "role": s.started_data.get("role"),
                 "rerun_of": s.started_data.get("rerun_of"),
                 "forked_from": s.started_data.get("forked_from"),
                 "events": s.events, "resumes": s.resumes,
@@ -525,7 +550,7 @@ class RunState:
             "id": t.id, "title": t.title, "agent": t.agent, "status": t.status,
             "attempts": t.attempts, "sessions": t.sessions, "result": t.result,
             "error": t.error, "created_at": _ts(t.created_at),
-            "finished_at": _ts(t.finished_at),
+            "finished_at": _ts(t.finished_at), "reviews": t.reviews,
         } for t in self.tasks.values()]
         incomplete = self.incomplete()
         started = self.started_at or self.first_at
@@ -539,7 +564,7 @@ class RunState:
                 "last_position": self.last_position, "agents": self.agents(),
                 "config": self.config, "recorded_totals": self.recorded_totals,
                 "totals": self.totals(), "complete": not incomplete,
-                "resumes": self.resumes,
+                "resumes": self.resumes, "lead": self.lead,
             },
             "tasks": tasks,
             "sessions": sessions,
@@ -786,6 +811,9 @@ _HANDLERS: dict[str, tuple[str, Any]] = {
     "task.completed": ("run", RunState._task_event),
     "task.failed": ("run", RunState._task_event),
     "task.dispatched": ("run", RunState._task_event),
+    "lead.started": ("run", RunState._lead_started),
+    "review.requested": ("run", RunState._review),
+    "review.completed": ("run", RunState._review),
     "agent.started": ("session", _agent_started),
     "agent.finished": ("session", _agent_finished),
     "agent.failed": ("session", _agent_finished),

@@ -88,6 +88,14 @@ def stopping_on_signals(on_stop: Callable[[str], None]) -> Iterator[None]:
 @click.option("--pass-env", multiple=True, metavar="NAME",
               help="Pass this environment variable to the Bash tool (repeatable).")
 @click.option("--record-prompts", is_flag=True, help="Store full prompts in model.called.")
+@click.option("--lead", "lead", is_flag=False, flag_value="orchestrator", default=None,
+              metavar="[AGENT]", help="A lead agent (default: orchestrator) runs the backlog "
+              "with the Agent tool instead of the fixed dispatcher; it routes tasks that "
+              "have no agent.")
+@click.option("--review", "review", is_flag=False, flag_value="reviewer", default=None,
+              metavar="[AGENT]", help="A reviewer agent (default: reviewer) accepts or "
+              "rejects each completed attempt; a rejection is retried with its feedback "
+              "(up to --retries), then fails the task.")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary on stdout.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress on stderr.")
 @click.pass_obj
@@ -98,7 +106,8 @@ async def run(obj: Ctx, parallel: int, provider_name: str, script_path: Path | N
               task_timeout: float | None, retries: int, retry_delay: float,
               model_attempts: int, only: tuple[str, ...], workspace_mode: str,
               run_id: str | None, policy: Path | None, pass_env: tuple[str, ...],
-              record_prompts: bool, as_json: bool, quiet: bool) -> None:
+              record_prompts: bool, lead: str | None, review: str | None, as_json: bool,
+              quiet: bool) -> None:
     """Dispatch the backlog's ready tasks to their agents, in dependency order."""
     from orchestrator.progress import RunProgress, human_tokens, money
     from orchestrator.runner import RunAborted, RunConfig, RunInputError, Runner
@@ -111,7 +120,7 @@ async def run(obj: Ctx, parallel: int, provider_name: str, script_path: Path | N
         run_max_usd=run_max_usd, run_max_tokens=run_max_tokens, task_timeout=task_timeout,
         retries=retries, retry_delay=retry_delay, model_attempts=model_attempts, only=only,
         workspace=workspace_mode, run_id=run_id, policy=policy,
-        record_prompts=record_prompts, pass_env=pass_env)
+        record_prompts=record_prompts, pass_env=pass_env, lead=lead, review=review)
     progress = RunProgress(quiet=quiet)
     store = await obj.open_store()
     try:

@@ -81,6 +81,9 @@ def walk(doc: dict[str, Any], full: bool) -> Iterator[tuple[int, str, str, list[
             extra.append(f"error: {clip(task['error'], full)}")
         elif task.get("result"):
             extra.append(f"result: {clip(task['result'], full)}")
+        for r in task.get("reviews") or []:
+            extra.append(f"review of attempt {r['attempt']} by {r['agent'] or '?'}: "
+                         f"{r['verdict']} - {clip(r['reason'] or '', full, 100)}")
         yield 1, task["status"], line, extra
         for sid in task["sessions"]:
             if sid in sessions:

@@ -30,14 +30,14 @@ SAMPLE = ROOT / "examples" / "events" / "sample-run.jsonl"
 
 RUN_KEYS = {"id", "status", "started_at", "finished_at", "last_event_at", "duration_ms",
             "last_position", "agents", "config", "recorded_totals", "totals", "complete",
-            "resumes"}
+            "resumes", "lead"}
 SESSION_KEYS = {"id", "agent", "model", "provider", "status", "task_id", "attempt",
                 "parent_session", "children", "dispatched_at", "started_at", "finished_at",
                 "duration_ms", "usage", "tokens", "cost_usd", "final_text", "error",
                 "error_kind", "budget", "definition_hash", "allowed_tools", "events", "turns",
                 "tool_calls_without_turn", "other", "removed_by_retention", "tool_rules",
                 "disallowed_tools", "permission_mode", "workspace_diffs", "resumes",
-                "workspace", "rerun_of", "forked_from"}
+                "workspace", "rerun_of", "forked_from", "role"}
 TURN_KEYS = {"turn", "status", "model", "position", "called_at", "responded_at",
              "latency_ms", "usage", "stop_reason", "cost_usd", "retries", "attempts", "text",
              "fingerprint", "tool_calls", "incomplete"}
