@@ -140,6 +140,37 @@ def test_dependency_order_worktrees_branches_and_trail(tmp_path: Path) -> None:
     assert again.returncode == 1 and "nothing to run" in again.stderr
 
 
+def test_conflicting_dependencies_fail_the_dependent_with_gits_message(tmp_path: Path
+                                                                       ) -> None:
+    tasks = """\
+        defaults: {agent: tester}
+        tasks:
+          - {id: "left:1", title: L}
+          - {id: "right..2", title: R}
+          - {id: "join.lock", title: J, depends_on: ["left:1", "right..2"]}
+        """
+    script = """\
+        tasks:
+          "left:1":
+            - tool_calls: [{name: Write, input: {file_path: README, content: "left\\n"}}]
+            - "left"
+          "right..2":
+            - tool_calls: [{name: Write, input: {file_path: README, content: "right\\n"}}]
+            - "right"
+          join.lock: ["never runs"]
+        """
+    p = project(tmp_path, tasks, script)
+    rep = run_json(p, code=1)
+    assert rep["tasks"]["completed"] == ["left:1", "right..2"]
+    why = rep["tasks"]["failed"]["join.lock"]
+    assert "the work of its dependencies conflicts" in why and "CONFLICT" in why
+    branches = subprocess.run(["git", "-C", str(p), "branch", "--list", "orchestrail/*"],
+                              capture_output=True, text=True, check=True).stdout.split()
+    run_id = rep["run_id"]
+    assert {f"orchestrail/{run_id}/left-1", f"orchestrail/{run_id}/right.2",
+            f"orchestrail/{run_id}/join-lock"} <= set(branches)
+
+
 def test_copy_workspaces_without_git(tmp_path: Path) -> None:
     p = project(tmp_path, CHAIN, WRITE_EACH, git=False)
     rep = run_json(p)
