@@ -176,7 +176,7 @@ class LeadRun:
                                workspace=cfg.project, session_id=sid,
                                causation_id=started.id, budgets=budgets,
                                delegate=self.delegate, started_extra={"role": "lead"},
-                               progress_key="(lead)")
+                               progress_key="lead")
         session.ctx.max_depth = MAX_DEPTH
         handle = Cancel()
         self._cancels.add(handle)

@@ -136,7 +136,7 @@ class SessionReviewer:
                 cfg, d, review_prompt(task, outcome, patch), provider=provider,
                 workspace=workspace, session_id=sid, causation_id=requested.id,
                 budgets=budgets, started_extra={"role": "reviewer", "review_of": about},
-                progress_key=task.id)
+                progress_key=f"{task.id}:review")
         except Exception as exc:  # a script that ran out, a provider that cannot start
             reason = f"the reviewer could not start: {exc}"
         else:
