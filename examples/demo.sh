@@ -32,8 +32,8 @@ say "orchestrail task add \"Review the event store backends\" --agent reviewer -
     --prompt "Review the work on story 4.2 (git log, the store/ package), run the tests, report problems."
 say "orchestrail task ready"
 "$orch" task ready
-say "orchestrail run --script story-4.2.yaml --run-id demo-run   # script provider: no API key"
-"$orch" run --script "$here/examples/scripts/story-4.2.yaml" --run-id demo-run
+say "orchestrail run --script story-4.2.yaml --review --run-id demo-run   # script provider: no API key; a reviewer judges each result"
+"$orch" run --script "$here/examples/scripts/story-4.2.yaml" --review --run-id demo-run
 say "git log --oneline --graph orchestrail/   # one branch per task, in .orchestrail/worktrees/"
 git log --oneline --graph --branches='orchestrail/*' | head -20
 say "orchestrail runs"

@@ -572,5 +572,10 @@ def test_demo_runs_end_to_end(tmp_path: Path) -> None:
     assert order == [f"story-4-2.t{i}" for i in range(1, 7)] + ["story-4-2.review"]
     agents = {e["data"]["agent"] for e in of(evs, "agent.started")}
     assert agents == {"backend-implementer", "reviewer"}
-    review = of(evs, "agent.finished")[-1]["data"]["final_text"]
+    review_sid = of(evs, "task.dispatched")[-1]["data"]["session_id"]
+    review = next(e for e in of(evs, "agent.finished")
+                  if e["stream"] == f"session-{review_sid}")["data"]["final_text"]
+    # run --review: the reviewer agent accepted every task's attempt
+    verdicts = {e["data"]["task_id"]: e["data"]["verdict"] for e in of(evs, "review.completed")}
+    assert verdicts == {t: "accept" for t in order}
     assert review.startswith("Review of story 4.2")
