@@ -195,16 +195,20 @@ class ResumeRunner(Runner):
         #: (task, how, session id): how = resume | settle | attempt
         self.takeover: list[tuple[Any, str, str | None]] = []
         self.skipped: dict[str, str] = {}
+        self._resumed_data: dict[str, Any] = {"dispatch": []}
 
     async def prepare(self) -> None:
         from agents.discovery import load_agents
-        from agents.models import ModelCatalog
         from orchestrator.backlog import Backlog, TaskNotFound
-        from orchestrator.execute import ExecConfig
         from orchestrator.runner import RunInputError
-        from orchestrator.workspace import WorkspaceError, Workspaces
 
         cfg, state = self.config, self.state
+        if cfg.lead is not None:
+            raise ResumeRunError(
+                f"run {self.run_id} was led by a lead agent (--lead {cfg.lead}); resuming a "
+                "lead's session is not supported yet: `orchestrail replay "
+                f"{self.run_id}` shows where it stopped, `orchestrail run --lead` continues "
+                "the backlog in a new run")
         if not cfg.project.is_dir():
             raise RunInputError([f"run {self.run_id}: its project directory {cfg.project} "
                                  "is gone"], code=1)
@@ -260,29 +264,17 @@ class ResumeRunner(Runner):
                 problems.append(f"task {t.id!r}: unknown agent {t.agent!r} (known: "
                                 f"{', '.join(self.agents.names()) or 'none'})")
         providers = self._providers(problems)
+        from orchestrator.roles import prepare_roles
+
+        install_roles = prepare_roles(self, problems)  # --review, as the run had it
         if problems:
             raise RunInputError(problems)
         git = state.config.get("git")
         self._git = git if isinstance(git, dict) else None
-        mode = str(state.config.get("workspace_mode") or cfg.workspace)
-        workspaces = Workspaces(cfg.project, self.run_id, mode,  # type: ignore[arg-type]
-                                base_commit=(self._git or {}).get("commit"))
-        try:
-            await workspaces.setup()
-        except WorkspaceError as exc:
-            raise RunInputError([str(exc)]) from None
-        approver = None
-        if cfg.policy is not None:
-            from agents.approval import make_approver
-
-            approver = make_approver(policy=cfg.policy, workspace=cfg.project)
-        self.exec = ExecConfig(
-            store=self.store, run_id=self.run_id, project=cfg.project, agents=self.agents,
-            workspaces=workspaces, provider_name=cfg.provider, providers=providers,
-            catalog=ModelCatalog.from_config(self.app_config), budgets=cfg.budgets(),
-            model=cfg.model, timeout=cfg.task_timeout, approver=approver,
-            record_prompts=cfg.record_prompts, pass_env=cfg.pass_env,
-            on_progress=self.progress, config=self.app_config)
+        self.exec = await self.build_exec(
+            self.agents, providers,
+            workspace_mode=str(state.config.get("workspace_mode") or cfg.workspace))
+        install_roles()
         self.pending = {t.id for t in self.tasks}
         stopping = [o for o in state.other if o.get("type") == "run.stopping"]
         if stopping:  # a run budget had stopped the dispatching: it still does
@@ -295,15 +287,20 @@ class ResumeRunner(Runner):
                     self.report.usage[k] = self.report.usage.get(k, 0) + v
                 self.report.cost_usd += s.effective_cost() or 0.0
 
-    async def _started(self) -> None:
-        """``run.resumed`` at the run stream's head (a second resumer fails here and
-        writes nothing), then the taken-over tasks start before any new dispatch."""
-        from datetime import timedelta
+    async def run(self) -> Any:
+        """``run.resumed`` first, outside the dispatcher's error handling: a second resumer
+        that loses the race must write nothing at all (not even a ``run.finished``)."""
+        try:
+            await self._claim_run()
+        except BaseException:
+            await self.aclose()
+            raise
+        return await super().run()
 
+    async def _claim_run(self) -> None:
+        """``run.resumed`` at the run stream's head: one resumer wins."""
         from eventstore.errors import WrongExpectedVersion
         from eventstore.model import NO_STREAM, NewEvent
-        from orchestrator.backlog import ClaimLost
-        from orchestrator.execute import Cancel
 
         stream = f"run-{self.run_id}"
         head = await self.store.stream_version(stream)
@@ -327,6 +324,16 @@ class ResumeRunner(Runner):
         except WrongExpectedVersion:
             raise ResumeRunError(f"run {self.run_id} was appended to while resuming it: "
                                  "another process is resuming (or still running) it") from None
+        self._resumed_data = data
+
+    async def _started(self) -> None:
+        """The taken-over tasks start before any new dispatch."""
+        from datetime import timedelta
+
+        from orchestrator.backlog import ClaimLost
+        from orchestrator.execute import Cancel
+
+        dispatch = self._resumed_data["dispatch"]
         if self.progress is not None:
             self.progress.note(
                 f"run {self.run_id}: resuming; {len(self.report.completed)} task(s) already "

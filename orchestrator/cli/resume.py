@@ -12,8 +12,6 @@ input; 130 Ctrl-C (recorded as cancelled; resume again later).
 
 from __future__ import annotations
 
-import asyncio
-import signal
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -128,6 +126,7 @@ def _print_plan(p: Plan, state: RunState, as_json: bool) -> None:
 
 async def _resume_run(obj: Ctx, store: EventStore, state: RunState,
                       overrides: dict[str, Any], as_json: bool, quiet: bool) -> int:
+    from orchestrator.cli.run import exit_bad_input, stopping_on_signals
     from orchestrator.progress import RunProgress, human_tokens, money
     from orchestrator.resume import ResumeRunError, ResumeRunner
     from orchestrator.runner import RunAborted, RunInputError
@@ -141,30 +140,22 @@ async def _resume_run(obj: Ctx, store: EventStore, state: RunState,
         fail(str(exc))
         return 1
     except RunInputError as exc:
-        for line in exc.problems:
-            click.echo(f"orchestrail: error: {line}", err=True)
-        return exc.code
-    loop = asyncio.get_running_loop()
+        exit_bad_input(exc)
 
-    def interrupted(signum: int) -> None:
-        name = signal.Signals(signum).name
-        progress.note(f"run {runner.run_id}: {name}, stopping (resume again later)")
+    def stop(name: str) -> None:
+        progress.note(f"run {runner.run_id}: {name}, stopping (resume again later; again "
+                      "to force)")
         runner.cancel(f"interrupted ({name})")
-        loop.remove_signal_handler(signum)
 
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, interrupted, sig)
     try:
-        report = await runner.run()
+        with stopping_on_signals(stop):
+            report = await runner.run()
     except ResumeRunError as exc:
         fail(str(exc))
         return 1
     except RunAborted as exc:
         fail(f"{exc}; resume again when the store is back")
         return 1
-    finally:
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.remove_signal_handler(sig)
     d = report.to_dict()
     d["resumed"] = [{"task_id": t.id, "action": how, "session_id": sid}
                     for t, how, sid in runner.takeover]

@@ -312,6 +312,8 @@ async def test_two_resumers_of_one_run_only_one_proceeds(tmp_path: Path) -> None
     assert report.status == "completed" and len(report.completed) == 4
     evs = all_events(p, db)
     assert [e["type"] for e in evs].count("run.resumed") == 1
+    # the loser wrote nothing, not even a run.finished
+    assert [e["data"]["status"] for e in evs if e["type"] == "run.finished"] == ["completed"]
     check_trail(evs)
     assert Counter(e["stream"] for e in evs if e["type"] == "task.completed") == Counter(
         {f"task-t{i:02d}": 1 for i in range(1, 5)})
