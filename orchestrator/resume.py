@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from orchestrator.runner import Runner
+from orchestrator.runner import RunReport, Runner
 
 if TYPE_CHECKING:
     from agents.approval import Approver
@@ -287,7 +287,7 @@ class ResumeRunner(Runner):
                     self.report.usage[k] = self.report.usage.get(k, 0) + v
                 self.report.cost_usd += s.effective_cost() or 0.0
 
-    async def run(self) -> Any:
+    async def run(self) -> RunReport:
         """``run.resumed`` first, outside the dispatcher's error handling: a second resumer
         that loses the race must write nothing at all (not even a ``run.finished``)."""
         try:
