@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from orchestrator.runner import RunReport, Runner
+from orchestrator.runner import Runner, RunReport
 
 if TYPE_CHECKING:
     from agents.approval import Approver
