@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections import defaultdict, deque
 from typing import TYPE_CHECKING, Any
 
-from agents.fingerprint import fingerprint
+from agents.fingerprint import chain, fingerprint_hash, fold
 from agents.providers.base import ModelRequest, ModelResponse, ProviderError, Usage
 
 if TYPE_CHECKING:
@@ -54,6 +54,11 @@ class ReplayProvider:
         self._by_fp: dict[str, deque[dict[str, Any]]] | None = None
         self.recorded_turns = 0
         self.recorded_workspace: str | None = None
+        #: (message, chain head after it) of the last request: the loop sends the same
+        #: Message objects again plus the new ones, so each turn hashes only what is new
+        #: (recomputing the whole conversation made a long session quadratic)
+        self._heads: list[tuple[Any, str]] = []
+        self._roots: list[str] = []
 
     async def _load(self) -> dict[str, deque[dict[str, Any]]]:
         if self._by_fp is not None:
@@ -87,7 +92,7 @@ class ReplayProvider:
     async def complete(self, request: ModelRequest) -> ModelResponse:
         by_fp = await self._load()
         roots = [w for w in (self.workspace, self.recorded_workspace) if w]
-        fp = fingerprint(request.messages, roots)
+        fp = self._fingerprint(request.messages, roots)
         turn = 1 + sum(1 for m in request.messages if m.role == "assistant")
         queue = by_fp.get(fp)
         if not queue:
@@ -105,6 +110,21 @@ class ReplayProvider:
                                             if k in Usage.model_fields}),
                              model=str(data.get("model") or request.model),
                              response_id=data.get("response_id"))
+
+    def _fingerprint(self, messages: list[Any], roots: list[str]) -> str:
+        """``agents.fingerprint.fingerprint(messages, roots)``, extended incrementally."""
+        if roots != self._roots:  # normalised differently: start over
+            self._heads, self._roots = [], list(roots)
+        heads = self._heads
+        k = 0
+        while k < len(heads) and k < len(messages) and heads[k][0] is messages[k]:
+            k += 1
+        del heads[k:]
+        head = heads[-1][1] if heads else fold(())
+        for message in messages[k:]:
+            head = chain(head, fingerprint_hash(message, roots))
+            heads.append((message, head))
+        return head
 
     async def aclose(self) -> None:
         return None
