@@ -220,6 +220,7 @@ class ResumeRunner(Runner):
         ids += [t for t in state.tasks if t not in ids]
         dead: dict[str, str] = {}
         dispatch: list[Any] = []
+        worker_run = state.config.get("kind") == "worker"
         for tid in ids:
             try:
                 t = backlog.get(tid)
@@ -250,6 +251,8 @@ class ResumeRunner(Runner):
                 # (the claude binary keeps its own state; it cannot be continued here):
                 # a new attempt
                 self.takeover.append((t, "attempt", last.session_id if last else None))
+            elif worker_run:  # a worker's run only ever worked what it had claimed
+                continue
             else:
                 why = self._dead(backlog, t, set(ids), dead)
                 if why:

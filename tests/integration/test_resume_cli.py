@@ -337,3 +337,30 @@ def test_a_live_agents_run_session_is_not_resumed(tmp_path: Path) -> None:
     out = cli(p, db, "resume", "live", "--script", "script.yaml")
     assert out.returncode == 0, out.stderr
     check_trail(all_events(p, db))
+
+
+def test_resume_of_a_killed_worker_finishes_only_what_it_held(tmp_path: Path) -> None:
+    """A worker's run: resume continues the task the dead worker held (same worker id)
+    and dispatches nothing else; the open tasks stay for the other workers."""
+    steps = 4
+    p = project(tmp_path, steps, 0.05, tasks=5)
+    db = p / ".orchestrail" / "events.db"
+    assert cli(p, db, "task", "import", "tasks.yaml").returncode == 0
+    kill_at([ORCHESTRAIL, "worker", "--script", "script.yaml", "--run-id", "wk",
+             "--lease", "600"], p, db, count_events(db) + 30)
+    held = [line.split()[0] for line in cli(p, db, "task", "list").stdout.splitlines()
+            if " claimed " in line]
+    assert len(held) == 1
+    out = cli(p, db, "resume", "wk", "--json", "-q")
+    assert out.returncode == 0, out.stderr
+    doc = json.loads(out.stdout)
+    assert [r["task_id"] for r in doc["resumed"]] == held
+    evs = all_events(p, db)
+    check_trail(evs)
+    done = sorted(e["stream"][5:] for e in evs if e["type"] == "task.completed")
+    assert held[0] in done and len(done) < 5 and len(set(done)) == len(done)
+    assert sorted(doc["tasks"]["completed"]) == done
+    ready = [line.split()[0] for line in cli(p, db, "task", "list").stdout.splitlines()
+             if " ready " in line]
+    assert sorted(ready + done) == [f"t{i:02d}" for i in range(1, 6)]
+    assert cli(p, db, "verify").returncode == 0
