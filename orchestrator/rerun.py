@@ -449,8 +449,7 @@ async def rerun_session(store: EventStore, recorded: Session, events: list[Recor
     divergence = provider.divergence
     if divergence is None and provider.end_of_recording is None and live is None:
         rec_status = recorded.status
-        if result.status != rec_status and not (rec_status == "failed" and
-                                                provider.end_of_recording):
+        if result.status != rec_status:
             divergence = {"session": recorded.id, "agent": recorded.agent,
                           "turn": result.turns, "kind": "session",
                           "recorded": {"status": rec_status, "turns": len(recorded.turns)},

@@ -316,3 +316,22 @@ def test_rerun_of_an_orchestrated_run_each_task_from_its_worktree_base(
     div = rep2["divergence"]
     assert div["tool"] == "Read" and div["turn"] == 1
     assert (div["recorded"]["status"], div["now"]["status"]) == ("ok", "error")
+
+
+def test_a_recording_that_ends_in_a_model_failure_reruns_to_that_point(
+        tmp_path: Path) -> None:
+    repo = health_repo(tmp_path)
+    script = tmp_path / "fails.yaml"
+    script.write_text("turns:\n  - tool_calls: [{name: Read, input: {file_path: app.py}}]\n"
+                      "  - error: {message: bad request, status: 400}\n")
+    out = run(tmp_path, "agents", "run", "backend-implementer", PROMPT, "--provider",
+              "script", "--script", str(script), "--workspace", str(repo), "--run-id", "f1")
+    assert out.returncode == 1, out.stderr  # the recorded session failed at turn 2
+    rep = run(tmp_path, "rerun", "f1", "--json")
+    assert rep.returncode == 0, rep.stdout + rep.stderr
+    doc = json.loads(rep.stdout)
+    assert doc["divergence"] is None
+    [part] = doc["sessions"]
+    assert part["turns_replayed"] == 1 and part["tool_calls_compared"] == 1
+    assert part["end_of_recording"]["turn"] == 2
+    assert "bad request" in part["end_of_recording"]["message"]
