@@ -302,3 +302,43 @@ def test_lead_on_the_anthropic_wire_protocol(tmp_path: Path) -> None:
     lead_sid = of(evs, "lead.started")[0]["data"]["session_id"]
     d = of(evs, "task.dispatched")[0]
     assert d["causation_id"] == agent_calls(evs, lead_sid)[0]["id"]
+
+
+def test_the_seed_story_run_by_the_lead_with_reviews(tmp_path: Path) -> None:
+    """The demo's story, but in the seed's orchestrator mode: the lead dispatches the seven
+    tasks one at a time (examples/scripts/story-4.2.yaml, `_lead:`), a reviewer judges
+    each result, every dispatch is caused by one of the lead's Agent calls."""
+    p = tmp_path / "story"
+    agents = p / ".claude" / "agents"
+    agents.mkdir(parents=True)
+    for name in ("backend-implementer", "reviewer", "orchestrator"):
+        (agents / f"{name}.md").write_text(
+            (ROOT / ".claude" / "agents" / f"{name}.md").read_text())
+    story = ROOT / "examples" / "stories" / "story-4.2-event-store-backend-selection.md"
+    (p / "story.md").write_bytes(story.read_bytes())
+    (p / ".gitignore").write_text(".orchestrail/\n__pycache__/\n.pytest_cache/\n")
+    subprocess.run(["git", "init", "-q", str(p)], check=True)
+    subprocess.run(["git", "-C", str(p), "add", "-A"], check=True)
+    subprocess.run(["git", "-C", str(p), "-c", "user.name=t", "-c",
+                    "user.email=t@example.com", "commit", "-qm", "init"], check=True)
+    for args in (("task", "import", "story.md", "--agent", "backend-implementer",
+                  "--sequential"),
+                 ("task", "add", "Review the event store backends", "--id",
+                  "story-4-2.review", "--agent", "reviewer", "--depends-on", "story-4-2.t6")):
+        out = cli(p, *args)
+        assert out.returncode == 0, out.stderr
+    out = cli(p, "run", "--script", str(ROOT / "examples" / "scripts" / "story-4.2.yaml"),
+              "--lead", "--review", "--json", timeout=300)
+    assert out.returncode == 0, (out.stdout, out.stderr[-3000:])
+    rep = json.loads(out.stdout)
+    order = [f"story-4-2.t{i}" for i in range(1, 7)] + ["story-4-2.review"]
+    assert rep["tasks"]["completed"] == order
+    evs = events(p)
+    lead_sid = of(evs, "lead.started")[0]["data"]["session_id"]
+    calls = agent_calls(evs, lead_sid)
+    dispatched = of(evs, "task.dispatched")
+    assert [d["data"]["task_id"] for d in dispatched] == order
+    assert [d["causation_id"] for d in dispatched] == [c["id"] for c in calls]
+    assert [e["data"]["verdict"] for e in of(evs, "review.completed")] == ["accept"] * 7
+    final = [e for e in of(evs, "agent.finished") if e["stream"] == f"session-{lead_sid}"]
+    assert final[0]["data"]["final_text"].startswith("All seven tasks of story 4.2")
