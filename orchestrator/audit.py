@@ -29,6 +29,8 @@ if TYPE_CHECKING:
 SCHEMA = "orchestrail.audit/1"
 #: characters kept of a tool input, a command's output, an error, a final text
 CAP = 300
+#: characters kept of a tool input in an agent's activity list
+ACTIVITY_CAP = 160
 #: characters kept of one workspace patch
 PATCH_CAP = 20_000
 #: tool-call marks on the timeline; denials and errors are always kept
@@ -234,6 +236,12 @@ def _agent_entry(state: RunState, s: Session) -> dict[str, Any]:
         "usage": usage, "tokens": total_tokens(usage), "cost_usd": s.effective_cost(),
         "final_text": _cut(s.final_text), "error": _cut(s.error),
         "removed_by_retention": f"session-{s.id}" in state.removed and not s.seen,
+        "activity": [{"turn": tc.turn, "tool": tc.tool, "status": tc.status,
+                      "input": _cut(tc.input, ACTIVITY_CAP),
+                      "at": _ts(tc.requested_at or tc.completed_at),
+                      "exit_code": tc.exit_code, "duration_ms": tc.duration_ms,
+                      "position": tc.position}
+                     for tc in sorted(s.tool_calls.values(), key=lambda c: c.position)],
     }
 
 

@@ -82,10 +82,16 @@ document.querySelectorAll('button.more').forEach(function(b){
     var rows=JSON.parse(src.textContent), at=+b.dataset.at, n=+b.dataset.page;
     body.insertAdjacentHTML('beforeend', rows.slice(at, at+n).join(''));
     at+=n; b.dataset.at=at;
-    if(at>=rows.length){b.remove();} else {b.textContent='show '+Math.min(n,rows.length-at)+
-      ' more of '+(rows.length-at);}
+    if(at>=rows.length){b.remove();} else {b.textContent='show more: '+
+      Math.min(n,rows.length-at)+' of '+(rows.length-at);}
   });
 });
+document.addEventListener('toggle',function(e){
+  var d=e.target; if(!d.open) return;
+  d.querySelectorAll('button.more[data-lazy]').forEach(function(b){
+    if(b.closest('details')===d){b.removeAttribute('data-lazy'); b.click();}
+  });
+},true);
 """
 
 
@@ -103,23 +109,28 @@ class _Page:
     def add(self, *parts: str) -> None:
         self.out.extend(parts)
 
-    def table(self, head: list[str], rows: list[str], *, empty: str = "None.") -> None:
-        """``rows`` are ``<tr>`` strings (already escaped)."""
+    def table(self, head: list[str], rows: list[str], *, empty: str = "None.",
+              lazy: bool = False) -> None:
+        """``rows`` are ``<tr>`` strings (already escaped). The first ``PAGE`` rows go in
+        the DOM, the rest in a JSON text block; ``lazy`` (tables in closed sections) puts
+        every row there, to be drawn when the section is opened."""
         if not rows:
             self.add(f"<p class=dim>{html.escape(empty)}</p>")
             return
         self.tables += 1
         n = self.tables
         ths = "".join(f"<th>{html.escape(h)}</th>" for h in head)
+        shown = 0 if lazy else PAGE
         self.add(f"<table><thead><tr>{ths}</tr></thead><tbody id=t{n}>",
-                 *rows[:PAGE], "</tbody></table>")
-        rest = rows[PAGE:]
+                 *rows[:shown], "</tbody></table>")
+        rest = rows[shown:]
         if rest:
             blob = json.dumps(rest, ensure_ascii=False).replace("</", "<\\/")
+            label = "show" if lazy else "show more:"
             self.add(f"<script type=application/json id=r{n}>{blob}</script>",
-                     f"<button class=more data-src=r{n} data-body=t{n} data-at=0 "
-                     f"data-page={PAGE}>show {min(PAGE, len(rest))} more of {len(rest)}"
-                     "</button>")
+                     f"<button class=more{' data-lazy' if lazy else ''} data-src=r{n} "
+                     f"data-body=t{n} data-at=0 data-page={PAGE}>{label} "
+                     f"{min(PAGE, len(rest))} of {len(rest)}</button>")
 
 
 def _tr(*cells: str) -> str:
@@ -319,6 +330,15 @@ def _agents(p: _Page, doc: dict[str, Any]) -> None:
         p.table(["tool", "allowed by definition", "calls", "ok", "errors", "denied"], [
             _tr(_td(r[0], "mono"), _td(r[1], r[1].split()[0]), *(_num(v) for v in r[2:]))
             for r in tools_rows(a)], empty="No tool calls.")
+        if a["activity"]:
+            p.add(f"<details><summary>What it did: {plural(len(a['activity']), 'tool call')}"
+                  "</summary>")
+            p.table(["at", "turn", "tool", "input", "status", "exit", "duration"], [
+                _tr(_at(c["at"]), _num(c["turn"]), _td(c["tool"]), _td(c["input"], "mono"),
+                    _td(c["status"], c["status"]), _num(c["exit_code"]),
+                    _num(secs(c["duration_ms"]) if c["duration_ms"] is not None else None))
+                for c in a["activity"]], lazy=True)
+            p.add("</details>")
         p.add("</details>")
     p.add("</details></section>")
 
@@ -341,7 +361,7 @@ def _files(p: _Page, doc: dict[str, Any]) -> None:
     p.table(["at", "agent", "tool", "path", "action", "sha256", "bytes"], [
         _tr(_at(f["at"]), _td(f["agent"]), _td(f["tool"]), _td(f["path"], "mono"),
             _td(f["action"]), _td(f["sha256"], "mono"), _num(f["bytes"])) for f in fs],
-        empty="No file changes recorded by the tool calls.")
+        empty="No file changes recorded by the tool calls.", lazy=True)
     if not diffs:
         p.add("<p class=dim>No <code>workspace.diff</code> events in this record.</p>")
     for d in diffs:
@@ -362,7 +382,8 @@ def _commands(p: _Page, doc: dict[str, Any]) -> None:
             _td(c["status"] + (" (timed out)" if c["timed_out"] else ""), c["status"]),
             _num(c["exit_code"]), _num(secs(c["duration_ms"])),
             f"<td class=mono>{_e(short(c['output_sha256']))} "
-            f"<span class=dim>{_e(c['output_chars'])} chars</span></td>") for c in cs])
+            f"<span class=dim>{_e(c['output_chars'])} chars</span></td>") for c in cs],
+        lazy=True)
     p.add("</details></section>")
 
 

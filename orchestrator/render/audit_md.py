@@ -11,6 +11,9 @@ from typing import Any
 
 from orchestrator.render.text import money, secs, tokens
 
+#: tool calls listed per agent in Markdown (the JSON and HTML reports list them all)
+MD_ACTIVITY = 50
+
 VERDICTS = {
     "intact": "INTACT: every chain of the run's streams verifies",
     "intact-with-retention": "INTACT: every chain verifies; some streams were removed by "
@@ -158,6 +161,16 @@ def render_audit_markdown(doc: dict[str, Any]) -> str:
         out.append("")
         out += _table(["tool", "allowed", "calls", "ok", "errors", "denied"], tools_rows(a))
         out.append("")
+        if a["activity"]:
+            shown = a["activity"][:MD_ACTIVITY]
+            out += [f"What it did ({plural(len(a['activity']), 'tool call')}, in order):", ""]
+            out += _table(["at", "turn", "tool", "input", "status", "exit"],
+                          [[c["at"], c["turn"], c["tool"], c["input"], c["status"],
+                            c["exit_code"]] for c in shown])
+            if len(a["activity"]) > len(shown):
+                out.append(f"\n… {len(a['activity']) - len(shown):,} more in the JSON and "
+                           "HTML reports.")
+            out.append("")
     out += ["## Denials and approvals", ""]
     out += _table(["at", "agent", "tool", "input", "decision", "rule", "reason", "by"],
                   [[d["at"], d["agent"], d["tool"], d["input"], d["outcome"], d["rule"],

@@ -161,6 +161,9 @@ def test_audit_of_a_real_recorded_run(store_dir: Path) -> None:
             for t in agent["tools_used"]}
     assert used == {"Read": (1, 0, True), "Edit": (1, 0, True), "Write": (1, 0, True),
                     "Bash": (3, 2, True)}
+    assert [(c["tool"], c["status"]) for c in agent["activity"]] == [
+        ("Read", "ok"), ("Edit", "ok"), ("Write", "ok"), ("Bash", "ok"), ("Bash", "denied"),
+        ("Bash", "denied")]
     assert [(c["command"], c["exit_code"]) for c in doc["commands"]] == [
         ("python -m pytest -q", 0)]
     assert {f["path"] for f in doc["files"]} == {"app.py", "tests/test_health.py"}
@@ -175,6 +178,7 @@ def test_audit_of_a_real_recorded_run(store_dir: Path) -> None:
                     "## Commands", "## Errors", "## Tokens and cost", "## Timeline"):
         assert f"\n{heading}\n" in f"\n{md.stdout}", heading
     assert "| python -m pytest -q | ok | 0 |" in md.stdout
+    assert "What it did (6 tool calls, in order):" in md.stdout
 
 
 def test_audit_shows_decisions_files_diffs_errors_cost_and_unknown_types(
@@ -314,9 +318,9 @@ def test_html_page_in_headless_chromium(store_dir: Path) -> None:
 
 
 def test_long_tables_keep_rows_out_of_the_dom_until_asked(tmp_path: Path) -> None:
-    """A generated 1,000-event run (bench.replay's shapes): 238 commands. The page holds
-    100 rows in the DOM; the "show more" button (inline script) appends the rest from the
-    JSON block, which the real browser runs here."""
+    """A generated 1,000-event run (bench.replay's shapes): 238 commands. The closed
+    Commands section holds no rows in the DOM; opening it draws the first 100 (inline
+    script, run by the real browser), "show more" appends the rest from the JSON block."""
     db = tmp_path / "events.db"
     made = subprocess.run([sys.executable, "-c", "import asyncio, pathlib, bench.replay as b; "
                            f"asyncio.run(b.build(pathlib.Path({str(db)!r}), 1000))"],
@@ -329,23 +333,24 @@ def test_long_tables_keep_rows_out_of_the_dom_until_asked(tmp_path: Path) -> Non
     doc = audit_json(tmp_path, "bench-replay-run")
     commands = len(doc["commands"])
     assert commands == 238 and doc["summary"]["denials"] == 12
-    click = ("<script>for (const n of [1, 2, 3]) document.querySelectorAll('button.more')"
-             ".forEach(b => b.click());</script></body>")
-    clicked = tmp_path / "clicked.html"
-    clicked.write_text(body.replace("</body>", click))
     browser = chromium()
 
-    def rows(path: Path) -> tuple[int, int]:
+    def rows(script: str) -> tuple[int, int]:
+        variant = tmp_path / "variant.html"
+        variant.write_text(body.replace("</body>", f"<script>{script}</script></body>"))
         dom = subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu",
-                              "--dump-dom", path.as_uri()],
+                              "--virtual-time-budget=3000", "--dump-dom", variant.as_uri()],
                              capture_output=True, text=True, timeout=120)
         assert dom.returncode == 0, dom.stderr[-2000:]
         section = dom.stdout.split('id="commands"')[1].split("</section>")[0]
         section = re.sub(r"<script.*?</script>", "", section, flags=re.S)  # text, not DOM
         return section.count("<tr>") - 1, section.count('class="more"')  # minus the head
 
-    assert rows(page) == (100, 1)
-    assert rows(clicked) == (commands, 0)
+    assert rows("") == (0, 1)
+    assert rows("document.querySelector('#commands details').open = true;") == (100, 1)
+    click = ("for (const n of [1, 2, 3]) document.querySelectorAll('button.more')"
+             ".forEach(b => b.click());")
+    assert rows(click) == (commands, 0)
 
 
 def test_audit_of_an_orchestrail_run_with_tasks_and_workspace_diffs(tmp_path: Path) -> None:
