@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from orchestrator.hook.mapping import SOURCE as HOOK_SOURCE
 from orchestrator.importers.claude_records import (
     Ev,
     Mapped,
@@ -39,6 +40,11 @@ from orchestrator.importers.claude_records import (
 if TYPE_CHECKING:
     from eventstore.base import EventStore
 
+#: Event types the live hook records with ids of its own (per invocation), so an import
+#: cannot recognise them by id: in a stream the hook wrote, the hook's copy is kept and the
+#: import's left out. (Tool calls and subagent starts share ids with the hook anyway.)
+HOOK_LIFECYCLE = frozenset({"run.started", "run.finished", "agent.started", "agent.finished",
+                            "prompt.submitted"})
 #: Events per store round trip: appends to distinct streams go to the store together
 #: (SQLite commits them in one transaction), so a tree of small sessions is not one
 #: fsync per session.
@@ -108,6 +114,8 @@ class Summary:
     generic: dict[str, int] = field(default_factory=dict)
     #: sessions not imported because an orchestrail run already recorded them
     recorded_by_runs: list[dict[str, Any]] = field(default_factory=list)
+    #: lifecycle events left out because the live hook recorded them in that stream
+    hook_recorded: int = 0
 
     def add(self, m: Mapped) -> None:
         self.records += m.records
@@ -119,7 +127,8 @@ class Summary:
     def to_dict(self) -> dict[str, Any]:
         return {"files": self.files, "bytes": self.bytes, "sessions": self.sessions,
                 "records": self.records, "events": self.events, "appended": self.appended,
-                "duplicates_skipped": self.duplicates, "not_stored": self.not_stored,
+                "duplicates_skipped": self.duplicates, "hook_recorded": self.hook_recorded,
+                "not_stored": self.not_stored,
                 "duplicate_records": self.duplicate_records,
                 "bad_line_count": len(self.bad_lines),
                 "bad_lines": [{"file": b.path, "line": b.line, "reason": b.reason}
@@ -319,19 +328,30 @@ class _Appender:
             await self._settle()
 
 
-async def _stored_ids(store: EventStore, streams: Iterable[str], existing: set[str],
-                      session_id: str) -> tuple[set[str], set[str]]:
-    """Ids already stored in these streams (only streams in ``existing`` are read), and
-    the other runs (correlation ids) found there."""
-    ids: set[str] = set()
-    runs: set[str] = set()
+@dataclass
+class _Stored:
+    """What the store already holds in a session's streams."""
+
+    ids: set[str] = field(default_factory=set)
+    #: other runs (correlation ids) found there: an orchestrail run recorded the session
+    runs: set[str] = field(default_factory=set)
+    #: streams the live hook wrote to
+    hooked: set[str] = field(default_factory=set)
+
+
+async def _stored(store: EventStore, streams: Iterable[str], existing: set[str],
+                  session_id: str) -> _Stored:
+    """Only streams in ``existing`` are read (a fresh store reads nothing back)."""
+    out = _Stored()
     for stream in streams:
         if stream in existing:
             async for ev in store.read_stream(stream):
-                ids.add(ev.id)
+                out.ids.add(ev.id)
                 if ev.correlation_id and ev.correlation_id != session_id:
-                    runs.add(ev.correlation_id)
-    return ids, runs
+                    out.runs.add(ev.correlation_id)
+                if ev.metadata.get("source") == HOOK_SOURCE:
+                    out.hooked.add(stream)
+    return out
 
 
 def _threads(sf: SessionFiles, loads: Callable[[bytes], Any], summary: Summary
@@ -384,12 +404,12 @@ async def import_sessions(store: EventStore, sessions: list[SessionFiles], *,
         mapped = SessionMapper(sf.session_id, str(sf.main) if sf.main else None, dump,
                                DENIAL_TEXT).map(main, subs)
         events: list[Ev] = mapped.events
-        stored, runs = await _stored_ids(store, {e.stream for e in events}, existing,
-                                         sf.session_id)
-        if runs:
+        stored = await _stored(store, {e.stream for e in events}, existing, sf.session_id)
+        if stored.runs:
             # run by orchestrail itself (the claude-code runner uses claude's session id):
             # that trail is already the record; importing would write a second one into it
-            summary.recorded_by_runs.append({"session": sf.session_id, "runs": sorted(runs)})
+            summary.recorded_by_runs.append({"session": sf.session_id,
+                                             "runs": sorted(stored.runs)})
             continue
         summary.add(mapped)
         summary.sessions += bool(mapped.records)
@@ -398,8 +418,11 @@ async def import_sessions(store: EventStore, sessions: list[SessionFiles], *,
         batch: list[Any] = []
         taken: set[str] = set()
         for e in events:
-            if e.id in stored or e.id in taken:
+            if e.id in stored.ids or e.id in taken:
                 summary.duplicates += 1
+                continue
+            if e.stream in stored.hooked and e.type in HOOK_LIFECYCLE:
+                summary.hook_recorded += 1  # the hook's own copy is the record
                 continue
             taken.add(e.id)
             if e.stream != batch_stream and batch:

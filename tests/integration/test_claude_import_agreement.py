@@ -148,6 +148,13 @@ def test_live_hook_and_transcript_import_agree(claude_bin: str, tmp_path: Path) 
     assert again.returncode == 0, again.stderr
     merged = asyncio.run(_read(live_url))
     assert _calls(merged, sid) == live_calls
-    for kind in ("tool.requested", "tool.completed", "tool.denied"):
-        assert sum(e.type == kind for e in merged) == sum(e.type == kind for e in live)
-    assert sum(e.type == "agent.started" and e.stream == agent_stream for e in merged) == 1
+    for kind in ("tool.requested", "tool.completed", "tool.denied", "run.started",
+                 "run.finished", "agent.started", "agent.finished", "prompt.submitted"):
+        assert sum(e.type == kind for e in merged) == sum(e.type == kind for e in live), kind
+    # what the hook cannot see is added: the model turns, with usage
+    turns = [e for e in merged if e.type == "model.responded"]
+    assert len(turns) == sum(e.type == "model.responded" for e in imported) == 6
+    assert json.loads(again.stdout)["hook_recorded"] > 0
+    merged_state = fold(merged, sid).to_dict()
+    assert merged_state["run"]["totals"]["turns"] == 6
+    assert merged_state["run"]["totals"]["tool_calls"] == 4
