@@ -16,6 +16,7 @@ from types import TracebackType
 from typing import ClassVar
 
 from eventstore.append import EncodedBatch, check_batch
+from eventstore.canonical import use_fast_json
 from eventstore.errors import InvalidEvent
 from eventstore.model import (
     ANY,
@@ -55,6 +56,7 @@ class EventStore(abc.ABC):
 
     def __init__(self, *, redactor: Redactor | None = None) -> None:
         self.redactor = redactor if redactor is not None else Redactor()
+        use_fast_json()  # orjson for encoding and reads when installed (same bytes)
 
     # ---- primitives a backend implements -------------------------------------------
 

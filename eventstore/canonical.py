@@ -72,10 +72,20 @@ def canonical_json(obj: Any) -> str:
     """The one JSON encoding hashes are computed over: sorted keys, no spaces, UTF-8.
 
     NaN and infinities are refused (they are not JSON), so every stored document is
-    portable to PostgreSQL JSONB and back.
+    portable to PostgreSQL JSONB and back. With orjson loaded (``use_fast_json``) the text
+    comes from orjson whenever it is provably the stdlib's, else from the stdlib: the
+    bytes, and so every hash, never depend on what is installed.
     """
     if type(obj) is dict and not obj:
         return "{}"  # most metadata: skip the encoder entirely
+    if _orjson_dumps is not None:
+        text = _fast_canonical(obj)
+        if text is not None:
+            return text
+    return _stdlib_canonical(obj)
+
+
+def _stdlib_canonical(obj: Any) -> str:
     if _make_encoder is None:  # pragma: no cover - CPython always has the C encoder
         return _CANONICAL.encode(obj)
     # What ``JSONEncoder.encode`` does for these options, minus two Python frames and the
@@ -89,6 +99,101 @@ def canonical_json(obj: Any) -> str:
 #: gives the same bytes without that cost (it keeps no state between calls).
 _CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False,
                               allow_nan=False)
+
+# ---- orjson, when installed (extra ``fast``) -------------------------------------------------
+#
+# orjson with sorted keys writes the same bytes as ``_CANONICAL`` for every value made of
+# dict, list, str, int, float, bool and None, with two exceptions, both handled:
+# - floats with 0 < |x| < 1e-4: Python writes ``1e-05``, orjson ``0.00001`` or ``1e-5``.
+#   Such a float always puts ``e-`` after a digit or ``0.0000`` in orjson's text; either
+#   sends the value to the stdlib (so can a string that happens to hold them: slower,
+#   never wrong). Every other float has the same shortest round-trip digits and form
+#   (``tests/unit/test_canonical.py`` sweeps the exponent range).
+# - integers beyond 64 bits: orjson raises; the stdlib writes them.
+# and orjson accepts a few things the stdlib refuses: NaN and infinities (written as
+# ``null``), ``uuid.UUID``, plain ``enum.Enum`` members and ``orjson.Fragment``. Reading
+# the text back and comparing it with the value catches all of them (they do not equal
+# what they turn into), and the stdlib then raises as it always did. Subclasses of
+# str/int/dict/list, dataclasses and datetimes go to ``_refuse`` and so to the stdlib.
+# Unicode escapes, key order (UTF-8 byte order is code point order) and nesting are the
+# same; deeper than orjson's 255 levels or cyclic also falls back.
+
+_orjson_dumps: Any = None
+_orjson_loads: Any = None
+_ORJSON_OPTS = 0
+_SMALL_FLOAT = re.compile(rb"[0-9]e-")
+
+
+def _refuse(obj: Any) -> Any:
+    raise TypeError
+
+
+def _fast_canonical(obj: Any) -> str | None:
+    try:
+        out = _orjson_dumps(obj, _refuse, _ORJSON_OPTS)
+    except TypeError:  # orjson.JSONEncodeError: a type or value it will not write as we do
+        return None
+    if (b"0.0000" in out or (b"e-" in out and _SMALL_FLOAT.search(out))
+            or _orjson_loads(out) != obj):
+        return None
+    text: str = out.decode()
+    return text
+
+
+def use_fast_json() -> bool:
+    """Load orjson (extra ``fast``) for ``canonical_json`` and ``loads``; True if present.
+
+    Not done at import: orjson costs about 15 ms to import and the Claude Code hook path
+    (stdlib only) starts in a few tens of milliseconds. Stores call this when they open.
+    """
+    global _orjson_dumps, _orjson_loads, _ORJSON_OPTS
+    if _orjson_dumps is not None:
+        return True
+    try:
+        import orjson
+    except ImportError:
+        return False
+    _ORJSON_OPTS = (orjson.OPT_SORT_KEYS | orjson.OPT_PASSTHROUGH_SUBCLASS
+                    | orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS)
+    _orjson_loads = orjson.loads
+    _orjson_dumps = orjson.dumps
+    return True
+
+
+_scan_once = json.JSONDecoder().scan_once  # type: ignore[attr-defined]  # C scanner
+#: ``bytes.translate`` table: every digit becomes ``0``, everything else a space.
+_DIGITS_ONLY = bytes(48 if 48 <= c <= 57 else 32 for c in range(256))
+_LONG_NUMBER = b"0" * 19
+
+
+def loads(text: str) -> Any:
+    """Parse JSON text the store wrote (canonical JSON), as ``json.loads`` would.
+
+    Reads decode two documents per event, so this skips what canonical text never needs:
+    ``"{}"`` (most metadata) is answered directly, and the stdlib's C scanner is called
+    without ``json.loads``'s whitespace handling. With orjson loaded it parses instead,
+    unless the text holds a run of 19 digits: orjson reads an integer beyond 64 bits as a
+    float, and that would change the value and so its hash.
+    """
+    if text == "{}":
+        return {}
+    if _orjson_loads is not None:
+        raw = text.encode()
+        if _LONG_NUMBER not in raw.translate(_DIGITS_ONLY):
+            try:
+                return _orjson_loads(raw)
+            except ValueError:  # orjson.JSONDecodeError; let the stdlib decide and word it
+                pass
+    try:
+        value, end = _scan_once(text, 0)
+    except StopIteration:
+        end = -1
+    if end != len(text):
+        return json.loads(text)  # whitespace, trailing text or not JSON: the stdlib's answer
+    return value
+
+
+_fromisoformat = datetime.fromisoformat
 
 
 def format_ts(ts: datetime) -> str:
@@ -105,6 +210,9 @@ def format_ts(ts: datetime) -> str:
 
 
 def parse_ts(text: str) -> datetime:
+    ts = _fromisoformat(text)  # Python 3.11 reads the trailing Z as UTC
+    if ts.tzinfo is UTC:  # every stored timestamp: no conversion needed
+        return ts
     if text.endswith("Z"):
         text = text[:-1] + "+00:00"
     ts = datetime.fromisoformat(text)
