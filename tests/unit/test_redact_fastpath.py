@@ -65,18 +65,44 @@ def test_plain_payload_is_returned_unchanged_and_custom_patterns_still_apply() -
     assert custom.redact({"o": "see internal-1234"}) == {"o": "see [REDACTED:custom-0]"}
 
 
-def test_regrouped_hints_are_exactly_the_builtin_hints() -> None:
-    """``Redactor._clean`` looks for the same literals as ``_BUILTIN_HINTS`` plus ``://``."""
+def test_hint_tree_is_exactly_the_builtin_hints() -> None:
+    """``Redactor._clean`` looks for the same literals as ``_BUILTIN_HINTS`` (plus ``://``),
+    and every gate of its tree occurs in each hint below it, so a missing gate is proof."""
     from eventstore import redact
 
-    grouped: list[str] = [*redact._PLAIN_HINTS, "://"]  # "://" is gated by "@" in _clean
-    for gate, hints in redact._GATED_HINTS:
-        assert all(gate in h for h in hints)
-        grouped += hints
-    for prefix, hints in redact._PREFIXED_HINTS:
-        assert all(h.startswith(prefix) for h in hints)
-        grouped += hints
-    assert sorted(grouped) == sorted((*redact._BUILTIN_HINTS, "://"))
+    leaves: list[str] = []
+
+    def walk(tree: redact.HintTree, gates: tuple[str, ...]) -> None:
+        for needle, below in tree:
+            if below:
+                walk(below, (*gates, needle))
+            else:
+                assert all(g in needle for g in gates), (needle, gates)
+                leaves.append(needle)
+
+    walk(redact._HINT_TREE, ())
+    assert sorted(leaves) == sorted(redact._BUILTIN_HINTS)
+    # the ASCII keyword gates in _clean: each keyword holds its gate letter
+    assert all("k" in k for k in ("key", "token")) and "w" in "passw" and "z" in "authorization"
+    assert set(redact._KEY_KEYWORDS) == {"passw", "secret", "key", "token", "authorization"}
+
+
+def test_clean_agrees_with_testing_every_literal() -> None:
+    """The gated pre-check says "clean" exactly when no hint and no keyword occurs."""
+    from eventstore import redact
+
+    rng = random.Random(5)
+    pieces = [*redact._BUILTIN_HINTS, *redact._KEY_KEYWORDS, "KEY", "Token", "PassW", "sEcReT",
+              "AUTHORIZATION", "\u017f", "ſecret", "\u212aey", "Key", "x", "k", "_", "-", "gh",
+              "g", "h", "@", "://", "a@b", "http://u:p@h", "plain words ", "é", "J", "A", "G"]
+    r = Redactor()
+    for _ in range(3000):
+        text = "".join(rng.choice(pieces) for _ in range(rng.randint(0, 6)))
+        folded = text.casefold()
+        expected = not (any(h in text for h in redact._BUILTIN_HINTS)
+                        or ("@" in text and "://" in text)
+                        or any(k in folded for k in redact._KEY_KEYWORDS))
+        assert r._clean(text) is expected, text
 
 
 @pytest.mark.parametrize("seed", range(10))
