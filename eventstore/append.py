@@ -181,6 +181,64 @@ def build_rows(
     return rows
 
 
+#: The order of ``build_values``'s tuples: SQLite's ``INSERT_SQL`` columns, position first.
+VALUE_FIELDS = ("position", "id", "stream", "version", "type", "actor", "correlation_id",
+                "causation_id", "occurred_at", "recorded_at", "data", "metadata", "prev_hash",
+                "hash")
+
+
+def build_values(
+    stream: str, events: Sequence[NewEvent], head: Head | None, recorded_at: datetime,
+    first_position: int,
+) -> list[tuple[Any, ...]]:
+    """``build_rows`` as plain tuples (``VALUE_FIELDS``), for a backend that only inserts.
+
+    Same versions, texts and chain hashes (a unit test holds the two equal); it skips the
+    ``Row`` object and the second tuple made from it, which were a fifth of the per-event
+    cost of a batched SQLite append.
+    """
+    out: list[tuple[Any, ...]] = []
+    add = out.append
+    version = -1 if head is None else head.version
+    prev = None if head is None else head.hash
+    rec_text = format_ts(recorded_at)
+    texts = events.texts if isinstance(events, EncodedBatch) else None
+    position = first_position
+    hash_row = chain_hash_row
+    for i, e in enumerate(events):
+        version += 1
+        if texts is not None:
+            data_json, meta_json = texts[i]
+        else:
+            data_json = canonical_json(e.data)
+            meta_json = canonical_json(e.metadata)
+        occ_text = format_ts(e.occurred_at)
+        h = hash_row(e.id, stream, version, e.type, data_json, meta_json, e.actor,
+                     e.correlation_id, e.causation_id, occ_text, prev)
+        add((position, e.id, stream, version, e.type, e.actor, e.correlation_id,
+             e.causation_id, occ_text, rec_text, data_json, meta_json, prev, h))
+        position += 1
+        prev = h
+    return out
+
+
+def plan_append_values(
+    stream: str,
+    events: Sequence[NewEvent],
+    expected: ExpectedVersion,
+    head: Head | None,
+    existing: dict[str, Existing],
+    recorded_at: datetime,
+    first_position: int,
+) -> AppendResult | list[tuple[Any, ...]]:
+    """``plan_append`` returning ``build_values`` tuples (positions from ``first_position``)."""
+    done = idempotent_result(stream, events, expected, existing)
+    if done is not None:
+        return done
+    check_expected_version(stream, expected, head)
+    return build_values(stream, events, head, recorded_at, first_position)
+
+
 def plan_append(
     stream: str,
     events: Sequence[NewEvent],

@@ -32,7 +32,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
-from eventstore.append import Existing, Head, Row, plan_append, result_of
+from eventstore.append import (
+    Existing,
+    Head,
+    Row,
+    plan_append,
+    plan_append_values,
+    result_of,
+)
 from eventstore.backends.sqlite_schema import INSERT_SQL, Settings, connect, describe_error
 from eventstore.errors import StoreError
 from eventstore.model import AppendResult, ExpectedVersion, NewEvent
@@ -127,37 +134,44 @@ def plan_group(conn: sqlite3.Connection, group: Sequence[AppendJob]
     redoes the group the careful way, which looks every id up (idempotent result or
     ``DuplicateEventId``). Ids repeated within the group are tracked here.
     """
-    existing: dict[str, Existing] = {}
+    existing: dict[str, Existing] = {}  # ids written by earlier appends of this group
+    track = len(group) > 1
     heads = read_heads(conn, list(dict.fromkeys(job.stream for job in group)))
     position = read_sequence(conn) + 1
     now = datetime.now(UTC)
     outcomes: list[AppendResult | BaseException] = []
     params: list[tuple[Any, ...]] = []
     for job in group:
-        mine = {e.id: existing[e.id] for e in job.events if e.id in existing}
+        mine = {e.id: existing[e.id] for e in job.events if e.id in existing} if existing \
+            else {}
         try:
             try:
-                plan = plan_append(job.stream, job.events, job.expected,
-                                   heads.get(job.stream), mine, now)
+                plan = plan_append_values(job.stream, job.events, job.expected,
+                                          heads.get(job.stream), mine, now, position)
             except StoreError:
                 # A retry of a stored append fails its version check when its ids are not
                 # known: look them up (only now, on this rare path) and decide again.
                 stored = read_existing(conn, [e.id for e in job.events])
                 if not stored:
                     raise
-                plan = plan_append(job.stream, job.events, job.expected,
-                                   heads.get(job.stream), {**stored, **mine}, now)
+                plan = plan_append_values(job.stream, job.events, job.expected,
+                                          heads.get(job.stream), {**stored, **mine}, now,
+                                          position)
         except StoreError as exc:
             outcomes.append(exc)
             continue
         if isinstance(plan, AppendResult):
             outcomes.append(plan)
             continue
-        for i, row in enumerate(plan):
-            params.append(row_params(row, position + i))
-            existing[row.id] = Existing(row.stream, row.version, position + i)
-        heads[job.stream] = Head(plan[-1].version, plan[-1].hash)
-        outcomes.append(result_of(job.stream, plan, position))
+        params += plan
+        if track:  # VALUE_FIELDS: position, id, stream, version, ..., hash
+            for v in plan:
+                existing[v[1]] = Existing(v[2], v[3], v[0])
+        last = plan[-1]
+        heads[job.stream] = Head(last[3], last[13])
+        outcomes.append(AppendResult(stream=job.stream, first_version=plan[0][3],
+                                     last_version=last[3], first_position=position,
+                                     last_position=last[0]))
         position += len(plan)
     return outcomes, params
 

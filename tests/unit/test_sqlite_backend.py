@@ -442,3 +442,28 @@ async def test_careful_path_isolates_each_append_in_a_savepoint(store: SQLiteSto
     assert not isinstance(ok, BaseException) and not isinstance(chained, BaseException)
     assert [(e.stream, e.version, e.position) async for e in store.read()] == [
         ("run-0", 0, 1), ("run-1", 0, 2), ("run-1", 1, 3)]
+
+
+def test_build_values_are_the_rows_build_rows_makes() -> None:
+    """The SQLite fast path inserts ``build_values`` tuples; they must be exactly the rows
+    (texts, versions, chain hashes) that ``build_rows`` makes for every other backend."""
+    from datetime import UTC, datetime
+
+    from eventstore.append import VALUE_FIELDS, EncodedBatch, Head, build_rows, build_values
+    from eventstore.backends.sqlite_schema import INSERT_SQL
+    from eventstore.backends.sqlite_writer import row_params
+    from eventstore.canonical import canonical_json
+
+    columns = INSERT_SQL[INSERT_SQL.index("(") + 1: INSERT_SQL.index(")")]
+    assert tuple(c.strip() for c in columns.split(",")) == VALUE_FIELDS
+    events = [ev("tool.completed", data={"n": i, "x": "é" * i}, correlation_id=f"r{i % 2}",
+                 causation_id=None if i % 3 else "c", metadata={"m": i} if i % 2 else {})
+              for i in range(7)]
+    now = datetime.now(UTC)
+    for head in (None, Head(4, "ab" * 32)):
+        rows = build_rows("s-1", events, head, now)
+        want = [row_params(r, 10 + i) for i, r in enumerate(rows)]
+        assert build_values("s-1", events, head, now, 10) == want
+        encoded = EncodedBatch(events, [(canonical_json(e.data), canonical_json(e.metadata))
+                                        for e in events])
+        assert build_values("s-1", encoded, head, now, 10) == want
