@@ -141,14 +141,19 @@ class LeadRun:
         self.providers = providers
         self.session_id = ""
         self.adhoc: set[str] = set()
-        self._cancels: set[Cancel] = set()
+        self._cancels: set[Cancel] = set()  # the attempts running for the lead's calls
+        self._lead: Cancel | None = None
         self._stopping: str | None = None
 
     def cancel(self, reason: str) -> None:
-        """Stop the lead and whatever it is waiting for (Ctrl-C, a store failure)."""
+        """Stop the lead and whatever it is waiting for (Ctrl-C, a store failure). The
+        running attempts are stopped first; the lead only once its call has returned, so
+        every session records its own end before the run does."""
         self._stopping = reason
         for handle in list(self._cancels):
             handle.cancel("cancelled", reason)
+        if not self._cancels and self._lead is not None:
+            self._lead.cancel("cancelled", reason)
 
     async def run(self) -> None:
         from agents.loop import Budgets
@@ -178,8 +183,7 @@ class LeadRun:
                                delegate=self.delegate, started_extra={"role": "lead"},
                                progress_key="lead")
         session.ctx.max_depth = MAX_DEPTH
-        handle = Cancel()
-        self._cancels.add(handle)
+        self._lead = handle = Cancel()
 
         def stop_as(st: str, why: str) -> None:
             session.cancelled_as = (st, why)
@@ -188,7 +192,7 @@ class LeadRun:
             result, stopped = await _supervise(session.run(), stop_as, None, handle, None,
                                                60.0)
         finally:
-            self._cancels.discard(handle)
+            self._lead = None
         self._count(session)
         if stopped is not None:
             status, why = stopped
@@ -233,7 +237,11 @@ class LeadRun:
         problem = self._not_dispatchable(task, req)
         if problem:
             raise ToolError(f"{problem}\n{backlog_status(r, self.adhoc)}")
-        outcome = await self._work(task, req)
+        try:
+            outcome = await self._work(task, req)
+        finally:
+            if self._stopping and self._lead is not None:  # the attempt ended: now the lead
+                self._lead.cancel("cancelled", self._stopping)
         text = self._report(tid, req.subagent_type, outcome)
         if r.backlog.get(tid).status != "completed":
             raise ToolError(text)

@@ -34,7 +34,14 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from orchestrator.execute import Cancel, ExecConfig, TaskOutcome, execute_task, settle
+from orchestrator.execute import (
+    RELEASED,
+    Cancel,
+    ExecConfig,
+    TaskOutcome,
+    execute_task,
+    settle,
+)
 
 if TYPE_CHECKING:
     from agents.definition import AgentDefinition
@@ -579,7 +586,10 @@ class Runner:
         self.report.add(outcome)
         if outcome.ok and self.reviewer is not None:
             accepted, why = await self.reviewer(task, outcome)
-            if not accepted:
+            if not accepted and (outcome.review or {}).get("status") in RELEASED:
+                # the review itself was stopped from outside (Ctrl-C): give the task back
+                outcome.status, outcome.error = "cancelled", f"stopped during review: {why}"
+            elif not accepted:
                 outcome.status, outcome.error = "rejected", f"rejected by review: {why}"
                 outcome.error_kind = "provider_transient"  # another attempt may fix it
         retry = (outcome.transient or outcome.status == "rejected") and \

@@ -11,10 +11,14 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import textwrap
+import time
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from tests.conftest import ORCHESTRAIL, ROOT
 from tests.fakes.model_servers import AnthropicServer, Script, text, tool_use
@@ -342,3 +346,78 @@ def test_the_seed_story_run_by_the_lead_with_reviews(tmp_path: Path) -> None:
     assert [e["data"]["verdict"] for e in of(evs, "review.completed")] == ["accept"] * 7
     final = [e for e in of(evs, "agent.finished") if e["stream"] == f"session-{lead_sid}"]
     assert final[0]["data"]["final_text"].startswith("All seven tasks of story 4.2")
+
+
+SLOW_REVIEWER = """\
+---
+name: slow-reviewer
+description: Reviews slowly.
+tools: Read, Bash(sleep:*)
+---
+You review.
+"""
+
+
+def interrupt_when(p: Path, marker: str, *args: str) -> tuple[subprocess.Popen[str], str]:
+    """Start `run`, wait until stderr shows ``marker``, send SIGINT; returns (proc, out)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ORCHESTRAIL_")}
+    proc = subprocess.Popen([ORCHESTRAIL, "run", "--script", "script.yaml", "--json", *args],
+                            cwd=p, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    assert proc.stderr is not None
+    seen = []
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        line = proc.stderr.readline()
+        seen.append(line)
+        if marker in line:
+            break
+    else:
+        proc.kill()
+        pytest.fail(f"never saw {marker!r}: {seen}")
+    proc.send_signal(signal.SIGINT)
+    out, _ = proc.communicate(timeout=30)
+    return proc, out
+
+
+def test_ctrl_c_during_a_lead_dispatch_and_during_a_review(tmp_path: Path) -> None:
+    p = project(tmp_path, """\
+        tasks:
+          _lead:
+            - tool_calls:
+                - name: Agent
+                  input: {subagent_type: tester, description: "a: slow", prompt: "Sleep."}
+            - "never reached"
+          a:  # sleeps only when the lead asks it to
+            - {match: "Sleep", tool_calls: [{name: Bash, input: {command: "sleep 58.3"}}]}
+            - "done"
+          _review:
+            - tool_calls: [{name: Bash, input: {command: "sleep 57.1"}}]
+            - "VERDICT: accept"
+        """, tasks="tasks:\n  - {id: a, title: Slow, agent: tester}\n")
+    (p / ".claude" / "agents" / "slow-reviewer.md").write_text(SLOW_REVIEWER)
+    # 1. the lead waits for its subagent: both sessions end cancelled, the task is released
+    proc, out = interrupt_when(p, "Bash: sleep 58.3", "--lead")
+    assert proc.returncode == 130
+    rep = json.loads(out)
+    assert rep["status"] == "cancelled" and "a" in rep["tasks"]["released"]
+    evs = events(p)
+    lead_sid = of(evs, "lead.started")[0]["data"]["session_id"]
+    ended = {e["stream"]: e["data"]["status"] for e in of(evs, "agent.failed")}
+    child = of(evs, "task.dispatched")[0]["data"]["session_id"]
+    assert ended == {f"session-{lead_sid}": "cancelled", f"session-{child}": "cancelled"}
+    assert of(evs, "run.finished")[-1]["data"]["status"] == "cancelled"
+    # 2. Ctrl-C while the reviewer works: the task is released, not failed
+    proc, out = interrupt_when(p, "Bash: sleep 57.1", "--review", "slow-reviewer")
+    assert proc.returncode == 130
+    rep = json.loads(out)
+    assert "a" in rep["tasks"]["released"] and not rep["tasks"]["failed"]
+    evs = events(p)
+    review = of(evs, "review.completed")[-1]["data"]
+    assert review["verdict"] == "error" and review["status"] == "cancelled"
+    assert not of(evs, "task.failed") and not of(evs, "task.completed")
+    listed = json.loads(cli(p, "task", "list", "--json").stdout)
+    assert listed[0]["status"] == "ready"
+    ps = subprocess.run(["pgrep", "-f", "sleep 5[78]"], capture_output=True, text=True)
+    assert ps.stdout.strip() == ""
+    assert cli(p, "verify").returncode == 0
