@@ -46,6 +46,7 @@ provider, a script for the task. Others are left for other workers (listed as
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import re
 import secrets
@@ -160,11 +161,8 @@ class Worker(Runner):
         """Check the options, the agents, the provider and the workspace root; write
         nothing. Unlike ``run``, an empty backlog is fine: the worker waits for work."""
         from agents.discovery import load_agents
-        from agents.loop import RetryPolicy
-        from agents.models import ModelCatalog
         from orchestrator.backlog import Backlog
-        from orchestrator.execute import ExecConfig
-        from orchestrator.workspace import WorkspaceError, Workspaces, git_info
+        from orchestrator.workspace import git_info
 
         cfg = self.config
         problems = self.worker.problems()
@@ -184,27 +182,10 @@ class Worker(Runner):
         if problems:
             raise RunInputError(problems)
         self._servable = self._script_set()
-        self.backlog = await Backlog.load(self.store, correlation_id=self.run_id)
+        self.backlog = await Backlog.load(self.store, actor="worker",
+                                          correlation_id=self.run_id)
         self._git = await git_info(cfg.project)
-        workspaces = Workspaces(cfg.project, self.run_id, cfg.workspace,  # type: ignore[arg-type]
-                                base_commit=(self._git or {}).get("commit"))
-        try:
-            await workspaces.setup()
-        except WorkspaceError as exc:
-            raise RunInputError([str(exc)]) from None
-        approver = None
-        if cfg.policy is not None:
-            from agents.approval import make_approver
-
-            approver = make_approver(policy=cfg.policy, workspace=cfg.project)
-        self.exec = ExecConfig(
-            store=self.store, run_id=self.run_id, project=cfg.project, agents=agents,
-            workspaces=workspaces, provider_name=cfg.provider, providers=providers,
-            catalog=ModelCatalog.from_config(self.app_config), budgets=cfg.budgets(),
-            model=cfg.model, timeout=cfg.task_timeout, approver=approver,
-            retry=RetryPolicy(max_attempts=cfg.model_attempts),
-            record_prompts=cfg.record_prompts, pass_env=cfg.pass_env,
-            on_progress=self.progress, config=self.app_config, actor="worker")
+        self.exec = await self.build_exec(agents, providers, actor="worker")
 
     def _script_set(self) -> Any:
         if self.config.provider != "script" or self.config.script is None:
@@ -315,13 +296,13 @@ class Worker(Runner):
         for task in self.backlog.claimable(now):
             if len(self._running) >= self.config.parallel or not self._quota_left():
                 return
-            if task.id in busy or not_before.get(task.id, 0.0) > mono:
+            if task.id in busy or task.id in self.report.skipped \
+                    or not_before.get(task.id, 0.0) > mono:
                 continue
             why = self.cannot_serve(task)
-            if why is not None:
-                if task.id not in self.report.skipped:
-                    self.report.skipped[task.id] = why
-                    log.warning("task left to other workers", task=task.id, reason=why)
+            if why is not None:  # decided once per task and process
+                self.report.skipped[task.id] = why
+                log.warning("task left to other workers", task=task.id, reason=why)
                 continue
             previous = task.worker if task.status == "claimed" else None
             try:
@@ -342,14 +323,28 @@ class Worker(Runner):
             self._running[fut] = (task.id, handle)
 
     async def _attempt(self, task: TaskState, handle: Cancel, lease: timedelta) -> TaskOutcome:
+        """One attempt with heartbeats. A renewal is never cut off halfway: cancelling a
+        store append does not undo a COMMIT already sent, so a renewal cancelled when the
+        session ended could still land after our settle read the task's version and make
+        our own completion fail. Renewals are shielded, and the attempt waits for the last
+        one before it returns (the settle then sees every event we wrote)."""
         assert self.exec is not None and self.backlog is not None
         backlog = self.backlog
+        renewal: asyncio.Future[Any] | None = None
 
         async def heartbeat() -> None:
-            await backlog.renew(task.id, self.run_id, lease=lease)
+            nonlocal renewal
+            renewal = asyncio.ensure_future(backlog.renew(task.id, self.run_id, lease=lease))
+            await asyncio.shield(renewal)
 
-        return await execute_task(task, task.attempts, self.exec, cancel=handle,
-                                  heartbeat=heartbeat, heartbeat_every=self.worker.heartbeat_s)
+        try:
+            return await execute_task(task, task.attempts, self.exec, cancel=handle,
+                                      heartbeat=heartbeat,
+                                      heartbeat_every=self.worker.heartbeat_s)
+        finally:
+            if renewal is not None and not renewal.done():
+                with contextlib.suppress(Exception):  # a lost lease shows in the settle
+                    await renewal
 
     async def _settle(self, task: TaskState, outcome: TaskOutcome,
                       not_before: dict[str, float]) -> None:

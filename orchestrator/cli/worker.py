@@ -10,8 +10,6 @@ written).
 
 from __future__ import annotations
 
-import asyncio
-import signal
 import sys
 from pathlib import Path
 from typing import Any
@@ -19,6 +17,7 @@ from typing import Any
 import click
 
 from orchestrator.cli.common import Ctx, emit_json, fail, run_async
+from orchestrator.cli.run import exit_bad_input, stopping_on_signals
 from orchestrator.cli.run import run as run_command
 
 #: ``orchestrail run`` options a worker shares (by parameter name).
@@ -76,9 +75,7 @@ async def worker(obj: Ctx, name: str | None, lease: float, heartbeat: float | No
                         max_tasks=max_tasks, idle_exit=0.0 if once else idle_exit)
     problems = wcfg.problems()
     if problems:  # before the store is opened: nothing is created or written
-        for line in problems:
-            click.echo(f"orchestrail: error: {line}", err=True)
-        sys.exit(2)
+        exit_bad_input(RunInputError(problems))
     progress = RunProgress(quiet=shared["quiet"])
     store = await obj.open_store()
     try:
@@ -86,28 +83,20 @@ async def worker(obj: Ctx, name: str | None, lease: float, heartbeat: float | No
         try:
             await w.prepare()
         except RunInputError as exc:
-            for line in exc.problems:
-                click.echo(f"orchestrail: error: {line}", err=True)
-            sys.exit(exc.code)
-        loop = asyncio.get_running_loop()
+            await w.aclose()
+            exit_bad_input(exc)
 
-        def stop(signum: int) -> None:
-            sig = signal.Signals(signum).name
+        def stop(sig: str) -> None:
             progress.note(f"worker {wcfg.name}: {sig}, stopping (running tasks are "
                           "released for other workers; again to force)")
             w.cancel(f"interrupted ({sig})")
-            loop.remove_signal_handler(signum)  # a second signal kills the process
 
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop, sig)
         try:
-            report = await w.run()
+            with stopping_on_signals(stop):
+                report = await w.run()
         except RunAborted as exc:
             fail(str(exc))
             return
-        finally:
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                loop.remove_signal_handler(sig)
     finally:
         await store.close()
     assert isinstance(report, type(w.report))
