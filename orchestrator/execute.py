@@ -324,7 +324,9 @@ async def _supervise(runner: Awaitable[Any], stop_as: Callable[[str, str], None]
     cancel_wait = asyncio.ensure_future(cancel.wait()) if cancel is not None else None
     if cancel_wait is not None:
         helpers.append(cancel_wait)
-    beat = asyncio.ensure_future(_beat(heartbeat, every)) if heartbeat is not None else None
+    renewals: list[asyncio.Future[Any]] = []
+    beat = asyncio.ensure_future(_beat(heartbeat, every, renewals)) \
+        if heartbeat is not None else None
     if beat is not None:
         helpers.append(beat)
     stopped: tuple[str, str] | None = None
@@ -348,6 +350,10 @@ async def _supervise(runner: Awaitable[Any], stop_as: Callable[[str, str], None]
     finally:
         for h in helpers:
             h.cancel()
+        for call in renewals:  # let a renewal in flight land before the caller settles
+            if not call.done():
+                with contextlib.suppress(Exception):
+                    await call
         if not session_task.done():  # we ourselves were cancelled: stop the session too
             stop_as("cancelled", "the attempt was cancelled")
             session_task.cancel()
@@ -355,10 +361,18 @@ async def _supervise(runner: Awaitable[Any], stop_as: Callable[[str, str], None]
                 await asyncio.shield(session_task)
 
 
-async def _beat(heartbeat: Heartbeat, every: float) -> None:
+async def _beat(heartbeat: Heartbeat, every: float,
+                renewals: list[asyncio.Future[Any]]) -> None:
+    """Call ``heartbeat`` every ``every`` seconds. Each call is shielded: cancelling a
+    store append does not undo a COMMIT already sent, so a renewal cut off when the
+    session ends could still land after the caller read the task's version, and the
+    caller's own completion would then fail on the version check. ``_supervise`` waits
+    for the last call instead."""
     while True:
         await asyncio.sleep(every)
-        await heartbeat()
+        call = asyncio.ensure_future(heartbeat())
+        renewals[:] = [call]
+        await asyncio.shield(call)
 
 
 def _progress(cfg: ExecConfig, task_id: str, kind: str, data: dict[str, Any]) -> None:

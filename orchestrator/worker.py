@@ -46,7 +46,6 @@ provider, a script for the task. Others are left for other workers (listed as
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import re
 import secrets
@@ -323,28 +322,14 @@ class Worker(Runner):
             self._running[fut] = (task.id, handle)
 
     async def _attempt(self, task: TaskState, handle: Cancel, lease: timedelta) -> TaskOutcome:
-        """One attempt with heartbeats. A renewal is never cut off halfway: cancelling a
-        store append does not undo a COMMIT already sent, so a renewal cancelled when the
-        session ended could still land after our settle read the task's version and make
-        our own completion fail. Renewals are shielded, and the attempt waits for the last
-        one before it returns (the settle then sees every event we wrote)."""
         assert self.exec is not None and self.backlog is not None
         backlog = self.backlog
-        renewal: asyncio.Future[Any] | None = None
 
         async def heartbeat() -> None:
-            nonlocal renewal
-            renewal = asyncio.ensure_future(backlog.renew(task.id, self.run_id, lease=lease))
-            await asyncio.shield(renewal)
+            await backlog.renew(task.id, self.run_id, lease=lease)
 
-        try:
-            return await execute_task(task, task.attempts, self.exec, cancel=handle,
-                                      heartbeat=heartbeat,
-                                      heartbeat_every=self.worker.heartbeat_s)
-        finally:
-            if renewal is not None and not renewal.done():
-                with contextlib.suppress(Exception):  # a lost lease shows in the settle
-                    await renewal
+        return await execute_task(task, task.attempts, self.exec, cancel=handle,
+                                  heartbeat=heartbeat, heartbeat_every=self.worker.heartbeat_s)
 
     async def _settle(self, task: TaskState, outcome: TaskOutcome,
                       not_before: dict[str, float]) -> None:
