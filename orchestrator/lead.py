@@ -202,13 +202,8 @@ class LeadRun:
             r._stop = ("failed", f"the lead session {sid} ended {status}: {why}")
 
     def _count(self, session: Any) -> None:
-        rep = self.runner.report
-        for k, v in session.usage.items():
-            rep.usage[k] = rep.usage.get(k, 0) + int(v)
-        if session.unpriced:
-            rep.unpriced += 1
-        else:
-            rep.cost_usd += session.cost
+        self.runner.report.spend(dict(session.usage), None if session.unpriced
+                                 else session.cost, session.turns)
 
     # -- the Agent tool's delegate --------------------------------------------------------
     async def delegate(self, req: DelegateRequest) -> str:

@@ -186,11 +186,4 @@ class SessionReviewer:
 
     def _count(self, result: Any) -> None:
         """The reviewer's tokens and cost count toward the run's totals and budgets."""
-        rep = self.runner.report
-        for k, v in result.usage.items():
-            if isinstance(v, int):
-                rep.usage[k] = rep.usage.get(k, 0) + v
-        if result.cost_usd is None:
-            rep.unpriced += result.turns > 0
-        else:
-            rep.cost_usd += result.cost_usd
+        self.runner.report.spend(result.usage, result.cost_usd, result.turns)

@@ -20,7 +20,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from orchestrator.scripts import SUFFIXES, ScriptSetError
+from orchestrator.scripts import SUFFIXES, ScriptSetError, section_provider
 
 if TYPE_CHECKING:
     from orchestrator.scripts import ScriptSet
@@ -59,7 +59,7 @@ class RoleScripts:
         return None
 
     def _load(self, keys: Sequence[str], agent: str, role: str) -> Any:
-        from agents.providers.script import ScriptError, ScriptProvider
+        from agents.providers.script import ScriptProvider
 
         s = self.scripts
         if s.path.is_dir():
@@ -83,12 +83,6 @@ class RoleScripts:
                     section = {"turns": section}
                 if isinstance(section, dict):
                     section = {**s.defaults, **section}
-                where = f"{s.path}: tasks.{key}"
-                try:
-                    provider = ScriptProvider(turns=section)
-                except ScriptError as exc:
-                    raise ScriptError(str(exc).replace("<script>", where, 1)) from None
-                provider.source = where
-                return provider
+                return section_provider(section, f"{s.path}: tasks.{key}")
         raise ScriptSetError(f"{s.path}: no section for the {role} under tasks: (looked for "
                              f"{', '.join(keys)})")

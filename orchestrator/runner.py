@@ -155,15 +155,20 @@ class RunReport:
 
     def add(self, outcome: TaskOutcome) -> None:
         self.attempts += 1
-        for k, v in outcome.usage.items():
-            if isinstance(v, int):
-                self.usage[k] = self.usage.get(k, 0) + v
-        if outcome.cost_usd is None:
-            self.unpriced += outcome.turns > 0
-        else:
-            self.cost_usd += outcome.cost_usd
+        self.spend(outcome.usage, outcome.cost_usd, outcome.turns)
         self.session_seconds += outcome.session_seconds
         self.outcomes.append(outcome.to_dict())
+
+    def spend(self, usage: dict[str, int], cost_usd: float | None, turns: int) -> None:
+        """Count a session's tokens and cost (a task's attempt, or a lead's or reviewer's
+        session, which are no attempt)."""
+        for k, v in usage.items():
+            if isinstance(v, int):
+                self.usage[k] = self.usage.get(k, 0) + v
+        if cost_usd is None:
+            self.unpriced += turns > 0
+        else:
+            self.cost_usd += cost_usd
 
     def exit_code(self) -> int:
         return {"completed": 0, "cancelled": 130}.get(self.status, 1)

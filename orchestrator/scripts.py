@@ -102,7 +102,7 @@ class ScriptSet:
         return self._providers[task.id]
 
     def _load(self, task: TaskState) -> Any:
-        from agents.providers.script import ScriptError, ScriptProvider
+        from agents.providers.script import ScriptProvider
 
         where, section = self.source_for(task)
         if section is None:
@@ -110,12 +110,7 @@ class ScriptSet:
                 ScriptProvider(where)  # validates, with errors naming the file and turn
                 self._files[where] = _read_yaml(Path(where))
             section = self._files[where]
-        try:
-            provider = ScriptProvider(turns=section)
-        except ScriptError as exc:
-            raise ScriptError(str(exc).replace("<script>", where, 1)) from None
-        provider.source = where
-        return provider
+        return section_provider(section, where)
 
     def check(self, tasks: list[TaskState]) -> list[str]:
         """One line per task whose script is missing or malformed."""
@@ -134,3 +129,17 @@ def _read_yaml(path: Path) -> Any:
     import yaml
 
     return yaml.safe_load(path.read_text(encoding="utf-8"))
+
+
+def section_provider(section: Any, where: str) -> Any:
+    """A ``ScriptProvider`` for a parsed script (a list of turns, or a mapping with
+    ``turns``); its errors name ``where`` (``file: tasks.<id>``). Also serves the lead's
+    and the reviewer's sections (``orchestrator.rolescripts``)."""
+    from agents.providers.script import ScriptError, ScriptProvider
+
+    try:
+        provider = ScriptProvider(turns=section)
+    except ScriptError as exc:
+        raise ScriptError(str(exc).replace("<script>", where, 1)) from None
+    provider.source = where
+    return provider
