@@ -160,7 +160,11 @@ class EventStore(abc.ABC):
         texts: list[tuple[str, str]] = []
         for event in batch:
             data, data_json = encode(event.data)
-            metadata, metadata_json = encode(event.metadata)
+            metadata = event.metadata
+            if metadata:  # most events have none: what encode({}) returns, without the call
+                metadata, metadata_json = encode(metadata)
+            else:
+                metadata_json = "{}"
             if data is not event.data or metadata is not event.metadata:
                 event = event.model_copy(update={"data": data, "metadata": metadata})
             events.append(event)

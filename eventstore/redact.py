@@ -50,28 +50,63 @@ _ASSIGNMENT = re.compile(
     r"(?i)(?P<key>\b[A-Za-z0-9_\-]{0,64}(?:password|passwd|secret|api[_-]?key|access[_-]?key|"
     r"auth[_-]?token|token)[A-Za-z0-9_\-]{0,64}+)(?P<sep>\s*[=:]\s*[\"']?)(?P<val>[^\s\"',;&]{6,})"
 )
-#: ``_BUILTIN_HINTS`` as a tree of gates for ``Redactor._clean``: a node's children are only
-#: looked for when its literal occurs, and every literal under a node contains the node's
-#: literal, so a missing gate rules out its whole subtree (same answer as testing each
-#: hint). Why: a substring search costs 0.3 to 0.9 us per KB, but a one-character search
-#: (memchr) costs 0.02 us, so most gates are single characters that many texts lack.
-#: Leaves are ``(hint, ())``. ``_clean`` spells the tree out as one expression (a call per
-#: node cost more than the searches); ``test_hint_tree_is_exactly_the_builtin_hints`` checks
-#: the tree and ``test_clean_agrees_with_testing_every_literal`` that ``_clean`` follows it.
-HintTree = tuple[tuple[str, "HintTree"], ...]
-_HINT_TREE: HintTree = (
-    ("G", (("-----BEGIN ", ()),)),
-    ("A", (("AKIA", ()), ("ASIA", ()), ("AIza", ()))),
-    ("J", (("eyJ", ()),)),
-    ("_", (
-        ("gh", (("ghp_", ()), ("gho_", ()), ("ghu_", ()), ("ghs_", ()), ("ghr_", ()))),
-        ("github_pat_", ()),
-    )),
-    ("k", (("sk-", ()), ("k_", (("k_live_", ()), ("k_test_", ()))))),
-    ("-", (("glpat-", ()),)),
-    ("x", (("xox", ()),)),
-    ("earer ", ()),
+#: How ``Redactor._clean`` finds the literals of ``_BUILTIN_HINTS`` and ``_KEY_KEYWORDS``
+#: cheaply. A substring search costs 0.3 to 1 us per KB (short needles the most), while a
+#: one-character search (memchr) costs 0.02 us. So:
+#: - gated: ``(gate, literals)``, the literals (which all contain ``gate``) are searched
+#:   only when the gate character occurs at all;
+#: - anchored: ``(anchor, probes)``, each probe ``(offset, literal, on_lower)`` has
+#:   ``literal[offset] == anchor``; the few places the anchor occurs are visited (memchr)
+#:   and the literal compared right there. Any occurrence of the literal puts the anchor
+#:   at its offset, so this finds exactly what a search would. Three places or more:
+#:   plain searches instead (each visit costs a few Python operations);
+#: - plain: searched directly (long needles, where a search skips ahead fast).
+#: ``on_lower`` literals are keywords, matched in the lowered text (ASCII text only; other
+#: text takes the casefold path). ``test_prechecks_cover_exactly_the_literals`` holds
+#: these tables to ``_BUILTIN_HINTS`` and ``_KEY_KEYWORDS``; ``_clean`` spells the gated
+#: ones out (a loop with ``any()`` cost more than the searches), and
+#: ``test_clean_agrees_with_testing_every_literal`` holds it to the literals themselves.
+_GATED: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("G", ("-----BEGIN ",)),
+    ("A", ("AKIA", "ASIA", "AIza")),
+    ("J", ("eyJ",)),
+    ("-", ("glpat-",)),
+    ("x", ("xox",)),
+    ("_", ("ghp_", "gho_", "ghu_", "ghs_", "ghr_", "github_pat_")),  # ghX_ behind "gh" too
 )
+_PLAIN = ("earer ",)
+Probe = tuple[int, str, bool]
+_K_PROBES: tuple[Probe, ...] = ((1, "sk-", False), (0, "k_live_", False),
+                                 (0, "k_test_", False), (0, "key", True), (2, "token", True))
+_ANCHORED = (("k", _K_PROBES),)
+#: Keywords searched in the lowered text, behind a one-character gate where they have a
+#: letter that plain prose often lacks.
+_LOWER_GATED: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("s", ("secret",)),  # (a gate of no use on prose, kept for the structure)
+    ("w", ("passw",)),
+    ("z", ("authorization",)),
+)
+
+
+def _anchored(text: str, low: str, anchor: str, probes: tuple[Probe, ...]) -> bool:
+    """Does any probe's literal occur? (``low`` is ``text.lower()``, same length: ASCII.)
+
+    A negative start (an anchor too close to the beginning) makes ``startswith`` look
+    near the end instead: at worst a false "found", which only costs the full walk.
+    """
+    i = low.find(anchor)
+    if i < 0:
+        return False
+    if low.find(anchor, low.find(anchor, i + 1) + 1) > i:  # 3+ places: search instead
+        return any(lit in (low if lower else text) for _, lit, lower in probes)
+    while i >= 0:
+        for offset, lit, lower in probes:
+            if (low if lower else text).startswith(lit, i - offset):
+                return True
+        i = low.find(anchor, i + 1)
+    return False
+
+
 #: Cheap pre-check: most text has none of the keywords, so skip ``_ASSIGNMENT`` entirely.
 _ASSIGNMENT_KEYWORDS = ("passw", "secret", "key", "token")
 #: Literals every secret key (``_SECRET_KEY``) and assignment keyword contains, casefolded.
@@ -160,35 +195,34 @@ class Redactor:
         return redacted, canonical_json(redacted)
 
     def _clean(self, text: str) -> bool:
-        """True when no builtin rule can fire in this JSON text of a value (see below)."""
-        t = text  # _HINT_TREE, written out: a call per node cost more than its searches
+        """True when no builtin rule can fire in this JSON text of a value (see below).
+
+        Exactly: no literal of ``_BUILTIN_HINTS`` occurs, not both ``@`` and ``://``, and
+        no ``_KEY_KEYWORDS`` keyword occurs in the casefolded text (the tables above say
+        how each is looked for).
+        """
+        t = text  # _GATED and _PLAIN written out: loops and any() cost more than searches
         if (("G" in t and "-----BEGIN " in t)
                 or ("A" in t and ("AKIA" in t or "ASIA" in t or "AIza" in t))
                 or ("J" in t and "eyJ" in t)
+                or ("-" in t and "glpat-" in t)
+                or ("x" in t and "xox" in t)
                 or ("_" in t and (("gh" in t and ("ghp_" in t or "gho_" in t or "ghu_" in t
                                                   or "ghs_" in t or "ghr_" in t))
                                   or "github_pat_" in t))
-                or ("k" in t and ("sk-" in t or ("k_" in t and ("k_live_" in t
-                                                                or "k_test_" in t))))
-                or ("-" in t and "glpat-" in t)
-                or ("x" in t and "xox" in t)
-                or "earer " in t):
+                or "earer " in t
+                or ("@" in t and "://" in t)):  # a password in a URL needs both
             return False
-        if "@" in text and "://" in text:  # a password in a URL needs both (_URL_PASSWORD)
-            return False
-        if not text.isascii():  # casefold, not lower: (?i) also matches "ſ" and "K"
-            folded = text.casefold()
+        if not t.isascii():  # casefold, not lower: (?i) also matches "ſ" and "K"
+            if any(h in t for h in _BUILTIN_HINTS):
+                return False
+            folded = t.casefold()
             return not any(k in folded for k in _KEY_KEYWORDS)
-        # ASCII (O(1) to know): casefold is lower, and a keyword needs its letters, so the
-        # costly searches run only when one-character gates find those letters.
-        low = text.lower()
-        if "secret" in low:
-            return False
-        if ("k" in low) and ("key" in low or "token" in low):
-            return False
-        if ("w" in low) and "passw" in low:
-            return False
-        return not (("z" in low) and "authorization" in low)
+        low = t.lower()  # ASCII (O(1) to know): casefold is lower, lengths stay equal
+        return not (("s" in low and "secret" in low)  # _LOWER_GATED
+                    or ("w" in low and "passw" in low)
+                    or ("z" in low and "authorization" in low)
+                    or _anchored(t, low, "k", _K_PROBES))
 
     def _nothing_to_redact(self, value: Any) -> bool:
         """True when no builtin rule can fire anywhere in ``value`` (the common case).

@@ -65,26 +65,25 @@ def test_plain_payload_is_returned_unchanged_and_custom_patterns_still_apply() -
     assert custom.redact({"o": "see internal-1234"}) == {"o": "see [REDACTED:custom-0]"}
 
 
-def test_hint_tree_is_exactly_the_builtin_hints() -> None:
-    """``Redactor._clean`` looks for the same literals as ``_BUILTIN_HINTS`` (plus ``://``),
-    and every gate of its tree occurs in each hint below it, so a missing gate is proof."""
+def test_prechecks_cover_exactly_the_literals() -> None:
+    """``Redactor._clean`` looks for exactly ``_BUILTIN_HINTS`` (plus ``://`` behind ``@``)
+    and ``_KEY_KEYWORDS``; every gate occurs in its literals, every anchor at its offset."""
     from eventstore import redact
 
-    leaves: list[str] = []
-
-    def walk(tree: redact.HintTree, gates: tuple[str, ...]) -> None:
-        for needle, below in tree:
-            if below:
-                walk(below, (*gates, needle))
-            else:
-                assert all(g in needle for g in gates), (needle, gates)
-                leaves.append(needle)
-
-    walk(redact._HINT_TREE, ())
-    assert sorted(leaves) == sorted(redact._BUILTIN_HINTS)
-    # the ASCII keyword gates in _clean: each keyword holds its gate letter
-    assert all("k" in k for k in ("key", "token")) and "w" in "passw" and "z" in "authorization"
-    assert set(redact._KEY_KEYWORDS) == {"passw", "secret", "key", "token", "authorization"}
+    hints: list[str] = [*redact._PLAIN]
+    keywords: list[str] = []
+    for gate, lits in redact._GATED:
+        assert all(gate in lit for lit in lits)
+        hints += lits
+    for gate, lits in redact._LOWER_GATED:
+        assert all(gate in lit and lit == lit.lower() for lit in lits)
+        keywords += lits
+    for anchor, probes in redact._ANCHORED:
+        for offset, lit, on_lower in probes:
+            assert lit[offset] == anchor, lit
+            (keywords if on_lower else hints).append(lit)
+    assert sorted(hints) == sorted(redact._BUILTIN_HINTS)
+    assert sorted(keywords) == sorted(redact._KEY_KEYWORDS)
 
 
 def test_clean_agrees_with_testing_every_literal() -> None:
@@ -96,8 +95,8 @@ def test_clean_agrees_with_testing_every_literal() -> None:
               "AUTHORIZATION", "\u017f", "ſecret", "\u212aey", "Key", "x", "k", "_", "-", "gh",
               "g", "h", "@", "://", "a@b", "http://u:p@h", "plain words ", "é", "J", "A", "G"]
     r = Redactor()
-    for _ in range(3000):
-        text = "".join(rng.choice(pieces) for _ in range(rng.randint(0, 6)))
+    for n in range(6000):  # some long enough for 3+ anchors (plain searches then)
+        text = "".join(rng.choice(pieces) for _ in range(rng.randint(0, 6 if n % 3 else 40)))
         folded = text.casefold()
         expected = not (any(h in text for h in redact._BUILTIN_HINTS)
                         or ("@" in text and "://" in text)
