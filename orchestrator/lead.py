@@ -34,6 +34,7 @@ ends: tasks it never dispatched are reported as not run.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
@@ -141,18 +142,30 @@ class LeadRun:
         self.providers = providers
         self.session_id = ""
         self.adhoc: set[str] = set()
-        self._cancels: set[Cancel] = set()  # the attempts running for the lead's calls
+        #: the attempts running for Agent calls, outermost first (a child that delegates
+        #: puts its own call's attempt on top)
+        self._attempts: list[Cancel] = []
+        self._calls = 0  # Agent calls in progress (an attempt, its review, a retry wait)
         self._lead: Cancel | None = None
         self._stopping: str | None = None
+        self._wake = asyncio.Event()
 
     def cancel(self, reason: str) -> None:
-        """Stop the lead and whatever it is waiting for (Ctrl-C, a store failure). The
-        running attempts are stopped first; the lead only once its call has returned, so
-        every session records its own end before the run does."""
+        """Stop the lead and whatever it is waiting for (Ctrl-C, a store failure).
+
+        One thing at a time, deepest first: the running attempt; when its call returns,
+        the next one out; the lead last (a review in progress is stopped by the runner).
+        Stopping an outer session while an inner one is still recording its end would
+        lose that end, so every session records its own end before the run does."""
         self._stopping = reason
-        for handle in list(self._cancels):
-            handle.cancel("cancelled", reason)
-        if not self._cancels and self._lead is not None:
+        self._wake.set()
+        self._cancel_next()
+
+    def _cancel_next(self) -> None:
+        reason = self._stopping or "cancelled"
+        if self._attempts:
+            self._attempts[-1].cancel("cancelled", reason)
+        elif self._calls == 0 and self._lead is not None:
             self._lead.cancel("cancelled", reason)
 
     async def run(self) -> None:
@@ -232,11 +245,13 @@ class LeadRun:
         problem = self._not_dispatchable(task, req)
         if problem:
             raise ToolError(f"{problem}\n{backlog_status(r, self.adhoc)}")
+        self._calls += 1
         try:
             outcome = await self._work(task, req)
         finally:
-            if self._stopping and self._lead is not None:  # the attempt ended: now the lead
-                self._lead.cancel("cancelled", self._stopping)
+            self._calls -= 1
+            if self._stopping:  # this call is over: stop the next one out
+                self._cancel_next()
         text = self._report(tid, req.subagent_type, outcome)
         if r.backlog.get(tid).status != "completed":
             raise ToolError(text)
@@ -302,7 +317,7 @@ class LeadRun:
             if claimed is None:
                 raise ToolError(f"task {task.id} was claimed by another worker")
             handle = Cancel()
-            self._cancels.add(handle)
+            self._attempts.append(handle)
 
             async def heartbeat(tid: str = task.id) -> None:
                 await backlog.renew(tid, r.run_id, lease=lease)
@@ -320,12 +335,14 @@ class LeadRun:
                 await self._release(task.id, f"could not start: {exc}")
                 raise ToolError(f"task {task.id} could not be dispatched: {exc}") from None
             finally:
-                self._cancels.discard(handle)
+                self._attempts.remove(handle)
             not_before: dict[str, float] = {}
             await r._settle(backlog.get(task.id), outcome, not_before)
             if task.id not in not_before:
                 return outcome
-            await asyncio.sleep(max(0.0, not_before[task.id] - time.monotonic()))
+            with contextlib.suppress(TimeoutError):  # the backoff; Ctrl-C ends it
+                await asyncio.wait_for(self._wake.wait(),
+                                       max(0.0, not_before[task.id] - time.monotonic()))
             if self._stopping or r._stop is not None:
                 return outcome
 

@@ -418,6 +418,22 @@ def test_ctrl_c_during_a_lead_dispatch_and_during_a_review(tmp_path: Path) -> No
     assert not of(evs, "task.failed") and not of(evs, "task.completed")
     listed = json.loads(cli(p, "task", "list", "--json").stdout)
     assert listed[0]["status"] == "ready"
+    # 3. Ctrl-C while the reviewer judges an attempt the lead dispatched: the review ends
+    # first (task released), then the lead
+    (p / "script.yaml").write_text((p / "script.yaml").read_text().replace(
+        'prompt: "Sleep."', 'prompt: "Do it."'))
+    proc, out = interrupt_when(p, "Bash: sleep 57.1", "--lead", "--review", "slow-reviewer")
+    assert proc.returncode == 130
+    rep = json.loads(out)
+    assert "a" in rep["tasks"]["released"] and rep["status"] == "cancelled"
+    evs = events(p)
+    run_id = rep["run_id"]
+    mine = [e for e in evs if e["correlation_id"] == run_id]
+    assert of(mine, "review.completed")[-1]["data"]["status"] == "cancelled"
+    sessions = {e["stream"] for e in mine if e["stream"].startswith("session-")}
+    ended = {e["stream"] for e in of(mine, "agent.failed") + of(mine, "agent.finished")}
+    assert sessions == ended and len(sessions) == 3  # lead, attempt, reviewer: all ended
+    assert [e["type"] for e in mine][-2:] == ["agent.failed", "run.finished"]  # lead last
     ps = subprocess.run(["pgrep", "-f", "sleep 5[78]"], capture_output=True, text=True)
     assert ps.stdout.strip() == ""
     assert cli(p, "verify").returncode == 0
