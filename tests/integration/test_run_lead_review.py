@@ -34,10 +34,13 @@ TASKS = """\
     """
 
 
-def project(tmp: Path, script: str, tasks: str = TASKS) -> Path:
+def project(tmp: Path, script: str, tasks: str = TASKS,
+            more_agents: dict[str, str] | None = None) -> Path:
     p = tmp / "proj"
     agents = p / ".claude" / "agents"
     agents.mkdir(parents=True)
+    for name, body in (more_agents or {}).items():
+        (agents / f"{name}.md").write_text(body)
     (agents / "tester.md").write_text(TESTER)
     (agents / "reviewer.md").write_text(REVIEWER)
     (agents / "orchestrator.md").write_text(LEAD)
@@ -437,3 +440,51 @@ def test_ctrl_c_during_a_lead_dispatch_and_during_a_review(tmp_path: Path) -> No
     ps = subprocess.run(["pgrep", "-f", "sleep 5[78]"], capture_output=True, text=True)
     assert ps.stdout.strip() == ""
     assert cli(p, "verify").returncode == 0
+
+
+DELEGATOR = """\
+---
+name: delegator
+description: Delegates further.
+tools: Agent, Read
+---
+You delegate.
+"""
+
+
+def test_a_subagent_delegates_further_down_to_the_depth_limit(tmp_path: Path) -> None:
+    p = project(tmp_path, """\
+        tasks:
+          _lead:
+            - tool_calls:
+                - {name: Agent, input: {subagent_type: delegator, description: "a: go",
+                                        prompt: "Go."}}
+            - "done"
+          a:
+            - tool_calls:
+                - {name: Agent, input: {subagent_type: delegator, description: "help me",
+                                        prompt: "Help with the notes."}}
+            - "a done with help"
+        default:
+          - tool_calls:
+              - {name: Agent, input: {subagent_type: delegator, description: "deeper",
+                                      prompt: "Deeper still."}}
+          - "gave up going deeper"
+        """, tasks="tasks:\n  - {id: a, title: A, agent: delegator}\n",
+                more_agents={"delegator": DELEGATOR})
+    rep = run(p, "--lead")
+    evs = events(p)
+    lead_sid = of(evs, "lead.started")[0]["data"]["session_id"]
+    d = of(evs, "task.dispatched")
+    assert [x["data"]["depth"] for x in d] == [1, 2]
+    child, grandchild = (x["data"]["session_id"] for x in d)
+    assert d[0]["data"]["parent_session"] == lead_sid
+    assert d[1]["data"]["parent_session"] == child  # the child's own Agent call
+    assert d[1]["causation_id"] == agent_calls(evs, child)[0]["id"]
+    adhoc = d[1]["data"]["task_id"]
+    assert rep["tasks"]["completed"] == [adhoc, "a"]
+    # the grandchild's Agent call was refused: depth limit 2 (the lead is 0)
+    refused = [e["data"] for e in of(evs, "tool.completed")
+               if e["stream"] == f"session-{grandchild}"]
+    assert refused[0]["is_error"] and "depth limit reached (2)" in refused[0]["output"]
+    assert len(d) == 2
