@@ -149,6 +149,9 @@ class LeadRun:
         self._lead: Cancel | None = None
         self._stopping: str | None = None
         self._wake = asyncio.Event()
+        self._session: Any = None
+        self._counted: tuple[dict[str, int], float] = ({}, 0.0)
+        self._unpriced_noted = False
 
     def cancel(self, reason: str) -> None:
         """Stop the lead and whatever it is waiting for (Ctrl-C, a store failure).
@@ -196,6 +199,7 @@ class LeadRun:
                                delegate=self.delegate, started_extra={"role": "lead"},
                                progress_key="lead")
         session.ctx.max_depth = MAX_DEPTH
+        self._session = session
         self._lead = handle = Cancel()
 
         def stop_as(st: str, why: str) -> None:
@@ -206,7 +210,7 @@ class LeadRun:
                                                60.0)
         finally:
             self._lead = None
-        self._count(session)
+        self._count()
         if stopped is not None:
             status, why = stopped
         else:
@@ -214,9 +218,19 @@ class LeadRun:
         if status != "completed" and r._stop is None:
             r._stop = ("failed", f"the lead session {sid} ended {status}: {why}")
 
-    def _count(self, session: Any) -> None:
-        self.runner.report.spend(dict(session.usage), None if session.unpriced
-                                 else session.cost, session.turns)
+    def _count(self) -> None:
+        """Add what the lead spent since the last count to the run's totals: at each of
+        its calls (so the run's budgets see it before the next dispatch) and at its end."""
+        s = self._session
+        if s is None:
+            return
+        usage, cost = self._counted
+        delta = {k: int(v) - usage.get(k, 0) for k, v in s.usage.items()}
+        unpriced = bool(s.unpriced) and not self._unpriced_noted  # one unpriced session
+        self._unpriced_noted = self._unpriced_noted or bool(s.unpriced)
+        self.runner.report.spend(delta, None if s.unpriced else s.cost - cost,
+                                 1 if unpriced else 0)
+        self._counted = (dict(s.usage), s.cost)
 
     # -- the Agent tool's delegate --------------------------------------------------------
     async def delegate(self, req: DelegateRequest) -> str:
@@ -232,6 +246,7 @@ class LeadRun:
         if req.subagent_type not in r.agents:
             raise ToolError(f"unknown subagent {req.subagent_type!r}; known: "
                             f"{', '.join(r.agents.names())}")
+        self._count()
         await r.backlog.refresh()
         ids = [t.id for t in r.backlog.tasks()]
         tid = find_task_id(req.description, ids) or find_task_id(req.prompt, ids,
@@ -250,6 +265,8 @@ class LeadRun:
             outcome = await self._work(task, req)
         finally:
             self._calls -= 1
+            if self._stopping is None and r._stop is not None:  # a run budget ran out
+                self._stopping = r._stop[1]
             if self._stopping:  # this call is over: stop the next one out
                 self._cancel_next()
         text = self._report(tid, req.subagent_type, outcome)

@@ -488,3 +488,30 @@ def test_a_subagent_delegates_further_down_to_the_depth_limit(tmp_path: Path) ->
                if e["stream"] == f"session-{grandchild}"]
     assert refused[0]["is_error"] and "depth limit reached (2)" in refused[0]["output"]
     assert len(d) == 2
+
+
+def test_a_run_budget_stops_the_lead_after_its_call(tmp_path: Path) -> None:
+    p = project(tmp_path, """\
+        usage: {input_tokens: 1000, output_tokens: 10}
+        tasks:
+          _lead:
+            - tool_calls:
+                - {name: Agent, input: {subagent_type: tester, description: "a: go",
+                                        prompt: "Go."}}
+            - tool_calls:
+                - {name: Agent, input: {subagent_type: tester, description: "b: go",
+                                        prompt: "Go."}}
+            - "done"
+        default: ["did it"]
+        """)
+    rep = run(p, "--lead", "--run-max-tokens", "1500", code=1)
+    assert rep["status"] == "budget_exceeded:tokens", rep
+    assert rep["tasks"]["completed"] == ["a"] and rep["tasks"]["not_run"] == ["b"]
+    evs = events(p)
+    assert len(of(evs, "task.dispatched")) == 1
+    lead_sid = of(evs, "lead.started")[0]["data"]["session_id"]
+    lead_end = [e["data"] for e in of(evs, "agent.failed")
+                if e["stream"] == f"session-{lead_sid}"]
+    assert lead_end and lead_end[0]["status"] == "cancelled"
+    assert "run budget (tokens)" in lead_end[0]["error"]
+    assert of(evs, "run.stopping")[0]["data"]["status"] == "budget_exceeded:tokens"
