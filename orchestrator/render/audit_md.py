@@ -44,8 +44,10 @@ def summary_rows(doc: dict[str, Any]) -> list[tuple[str, str]]:
         ("duration", secs(s["duration_ms"])),
         ("agents", ", ".join(s["agents"]) or "-"),
         ("tasks / sessions / events", f"{s['tasks']} / {s['sessions']} / {s['events']:,}"),
-        ("tool calls", f"{s['tool_calls']:,} ({s['denials']} denied, {s['approvals']} "
-                       f"approval decisions, {s['errors']} errors)"),
+        ("tool calls", f"{s['tool_calls']:,} ({s['denials']} denied, "
+                       f"{sum(r['tool_errors'] for r in doc['runs'])} failed)"),
+        ("approval decisions / errors", f"{s['approvals']} / {s['errors']} (tool, model, "
+                                        "session and task errors)"),
         ("commands run / files changed", f"{s['commands']:,} / {s['files_changed']:,}"),
         ("tokens", f"{s['tokens']:,} ({tokens(s['usage'])})"),
         ("cost", money(s["cost_usd"])),
