@@ -68,6 +68,11 @@ def walk(doc: dict[str, Any], full: bool) -> Iterator[tuple[int, str, str, list[
                f"  events {tot['events']:,}  sessions {tot['sessions']}  turns {tot['turns']}"
                f"  tool calls {tot['tool_calls']} ({tot['denials']} denied, "
                f"{tot['tool_errors']} errors, {tot['retries']} model retries)"]
+    for r in run.get("resumes") or []:
+        details.append(f"resumed {_when(r.get('at'))} @{r.get('position')} (was "
+                       f"{r.get('previous_status') or '?'}): "
+                       + (", ".join(f"{t.get('task_id')} {t.get('action')}"
+                                    for t in r.get("takeover") or []) or "nothing in flight"))
     if doc["incomplete"]:
         details.append(f"INCOMPLETE: {len(doc['incomplete'])} missing piece(s), see below")
     yield 0, "incomplete" if doc["incomplete"] else run["status"], head, details
@@ -115,6 +120,11 @@ def _session(sessions: dict[str, dict[str, Any]], sid: str, depth: int, full: bo
         at = f" at turn {link['live_from_turn']}" if link.get("live_from_turn") else ""
         extra.append(f"{'rerun' if s.get('rerun_of') else 'fork'} of run {link.get('run_id')}"
                      f" session {link.get('session_id')}{at}")
+    for r in s.get("resumes") or []:
+        left = [f"{c.get('tool')} {c.get('state')}" for c in r.get("tool_calls_pending") or []]
+        extra.append(f"resumed {_when(r.get('at'))} @{r.get('position')} (was "
+                     f"{r.get('previous_status') or '?'}) on {r.get('provider') or '?'}"
+                     + (f"; left open: {', '.join(left)}" if left else ""))
     if s["removed_by_retention"]:
         extra.append("events removed by retention")
     if s["error"]:
@@ -168,6 +178,8 @@ def _call(c: dict[str, Any], depth: int, full: bool) -> tuple[int, str, str, lis
         line += f"  {secs(c['duration_ms'])}"
     if c["exit_code"] is not None:
         line += f"  exit {c['exit_code']}"
+    if c.get("error_kind") == "interrupted":
+        line += "  interrupted by a crash, not run again"
     extra = [f"input: {clip(c['input'], full)}"]
     if c["approval"]:
         a = c["approval"]

@@ -168,6 +168,8 @@ def test_agents_run_killed_and_resumed(tmp_path: Path) -> None:
         check_trace(p / "trace.txt", list(outcomes.values()), steps)
         assert [e["type"] for e in evs].count("agent.resumed") == 1
         assert cli(p, db, "verify").returncode == 0
+        shown = cli(p, db, "replay", "killed").stdout
+        assert "resumed " in shown and "(was running) on script" in shown
         again = cli(p, db, "resume", "--last", "--script", "script.yaml")
         assert again.returncode == 0 and "already finished: completed" in again.stdout
 
