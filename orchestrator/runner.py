@@ -551,19 +551,26 @@ class Runner:
             timeout = None
             if not_before and self._stop is None:
                 timeout = max(0.0, min(not_before.values()) - time.monotonic())
-            self._wake.clear()
-            wake: asyncio.Future[Any] = asyncio.ensure_future(self._wake.wait())
-            try:
-                await asyncio.wait({*self._running, wake}, timeout=timeout,
-                                   return_when=asyncio.FIRST_COMPLETED)
-            finally:
-                wake.cancel()
-            for fut in [f for f in self._running if f.done()]:
-                tid, _ = self._running[fut]
-                outcome = fut.result()  # a store error leaves it running for _abort
-                del self._running[fut]
-                self._check_store()
-                await self._settle(backlog.get(tid), outcome, not_before)
+            await self._wait_and_settle(timeout, not_before)
+
+    async def _wait_and_settle(self, timeout: float | None,
+                               not_before: dict[str, float]) -> None:
+        """Wait until an attempt ends, ``cancel`` wakes us or ``timeout`` passes, then
+        settle every attempt that ended (shared with ``worker``)."""
+        assert self.backlog is not None
+        self._wake.clear()
+        wake: asyncio.Future[Any] = asyncio.ensure_future(self._wake.wait())
+        try:
+            await asyncio.wait({*self._running, wake}, timeout=timeout,
+                               return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            wake.cancel()
+        for fut in [f for f in self._running if f.done()]:
+            tid, _ = self._running[fut]
+            outcome = fut.result()  # a store error leaves it running for _abort
+            del self._running[fut]
+            self._check_store()
+            await self._settle(self.backlog.get(tid), outcome, not_before)
 
     async def _sleep(self, seconds: float) -> None:
         self._wake.clear()
