@@ -115,3 +115,5 @@ def test_recorded_event_fast_constructor_equals_model_construct() -> None:
     assert fast.__pydantic_extra__ == slow.__pydantic_extra__
     assert fast.__pydantic_private__ == slow.__pydantic_private__
     assert fast.model_copy(update={"position": 8}).position == 8
+    again = recorded_event(**fields)  # type: ignore[arg-type]
+    assert again.model_fields_set is not fast.model_fields_set  # one set per event
