@@ -71,11 +71,14 @@ class EventsourcingSQLite:
         self.recorder.create_table()
         self.cls = _event_class()
 
-    def synchronous(self) -> str:
-        with self.datastore.transaction(commit=False) as curs:
+    def durability(self) -> str:
+        """journal_mode and synchronous as the library's own writer connection has them."""
+        with self.datastore.transaction(commit=True) as curs:
+            curs.execute("PRAGMA journal_mode")
+            journal = str(curs.fetchone()[0])
             curs.execute("PRAGMA synchronous")
             value = int(curs.fetchone()[0])
-        return {0: "off", 1: "normal", 2: "full", 3: "extra"}.get(value, str(value))
+        return durability_text(journal, value)
 
     def domain_events(self, events: list[NewEvent]) -> list[Any]:
         """The same events as the library's users would hold them (built before timing)."""
@@ -130,8 +133,17 @@ class RawSQLite:
         self.conn.executemany(INSERT_SQL, params)
         self.conn.execute("COMMIT")
 
+    def durability(self) -> str:
+        journal = self.conn.execute("PRAGMA journal_mode").fetchone()[0]
+        return durability_text(journal, self.conn.execute("PRAGMA synchronous").fetchone()[0])
+
     def close(self) -> None:
         self.conn.close()
+
+
+def durability_text(journal_mode: str, synchronous: int) -> str:
+    level = {0: "off", 1: "normal", 2: "full", 3: "extra"}.get(int(synchronous), str(synchronous))
+    return f"journal_mode={str(journal_mode).lower()} synchronous={level}"
 
 
 class RawFile:

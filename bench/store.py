@@ -5,7 +5,8 @@ Prints, from one run, medians and ratios for
   (b) single-event appends with 1 writer and with 8 concurrent writers (asyncio tasks;
       eventsourcing gets 8 threads, its own concurrency model);
   (c) the first page (100 events) of a correlation-id, a type and an actor query over
-      1,000,000 stored events (p50), on a database built once and cached in bench/.data/.
+      1,000,000 stored events (p50), on a database built once and cached in bench/.data/;
+  (d) reading 100,000 of those events in position order (the read side of a replay).
 and PASS/FAIL for each bar of issue 2. ``--quick`` (CI smoke, about a minute) uses fewer
 rounds and, unless the 1M database is already cached, a 20,000-event one (a smoke test of
 the query path, not a measurement of the bar).
@@ -30,6 +31,7 @@ from typing import Any
 from bench.peers import EventsourcingSQLite, RawFile, RawSQLite, run_threads
 from bench.workload import batches, new_event, rows_for
 from eventstore.backends.sqlite_query import page_sql
+from eventstore.backends.sqlite_schema import COLUMNS
 from eventstore.base import EventStore
 from eventstore.config import Config
 from eventstore.model import Query
@@ -49,6 +51,24 @@ def jsonl_available() -> bool:
 
 async def ours(url: str) -> EventStore:
     return await open_store(url, config=Config())
+
+
+#: journal_mode / synchronous of each SQLite contender's writing connection, as read back
+#: from the live connections during (a): the durability each one's numbers were paid for.
+durability: dict[str, str] = {}
+
+
+async def sqlite_durability(store: EventStore) -> str:
+    from bench.peers import durability_text
+    from eventstore.backends.sqlite import SQLiteStore
+
+    assert isinstance(store, SQLiteStore)
+
+    def read(conn: sqlite3.Connection) -> str:
+        journal = conn.execute("PRAGMA journal_mode").fetchone()[0]
+        return durability_text(journal, conn.execute("PRAGMA synchronous").fetchone()[0])
+
+    return await store._writer.run(read)
 
 
 def median_ms(samples: list[float]) -> float:
@@ -105,8 +125,9 @@ async def bench_batched(tmp: Path, rounds: int) -> dict[str, float | None]:
             t = time.perf_counter()
             raw_file.write(blobs[i])
             samples["raw_file"].append(time.perf_counter() - t)
-        print(f"  (eventsourcing connection: synchronous={es.synchronous()}; "
-              "ours and raw sqlite3: full)")
+        durability["ours sqlite"] = await sqlite_durability(stores["sqlite"])
+        durability["eventsourcing"] = es.durability()
+        durability["raw sqlite3"] = raw.durability()
     finally:
         for store in stores.values():
             await store.close()
@@ -301,6 +322,45 @@ async def bench_queries(n: int, rounds: int) -> dict[str, dict[str, float | None
     return out
 
 
+# ---- (d) reading many events ----------------------------------------------------------------
+
+
+async def bench_read(n: int, count: int, rounds: int) -> dict[str, float]:
+    """Median seconds to read ``count`` events in position order, pages of 2,000.
+
+    What a replay pays before folding (issue 6: a 100,000-event run to JSON in under 2 s):
+    ours returns decoded ``RecordedEvent``s; the raw floor fetches the same rows with the
+    same SQL and decodes nothing. Both read the (a)..(c) query store, alternating.
+    """
+    db = DATA / f"events-{n}.db"
+    count = min(count, n)
+    page = 2000
+    store = await ours(f"sqlite:///{db}")
+    raw = sqlite3.connect(str(db))
+    sql = f"SELECT {COLUMNS} FROM events WHERE position > ? ORDER BY position LIMIT {page}"
+    samples: dict[str, list[float]] = {"sqlite": [], "raw_sqlite": []}
+    try:
+        for _ in range(rounds):
+            t = time.perf_counter()
+            got, after = 0, 0
+            while got < count:
+                events = (await store.read_page(Query(), after=after, limit=page)).events
+                got += len(events)
+                after = events[-1].position
+            samples["sqlite"].append(time.perf_counter() - t)
+            t = time.perf_counter()
+            got, after = 0, 0
+            while got < count:
+                rows = raw.execute(sql, (after,)).fetchall()
+                got += len(rows)
+                after = rows[-1][0]
+            samples["raw_sqlite"].append(time.perf_counter() - t)
+    finally:
+        await store.close()
+        raw.close()
+    return {k: statistics.median(v) for k, v in samples.items()}
+
+
 # ---- report --------------------------------------------------------------------------------------
 
 
@@ -329,6 +389,8 @@ async def main(argv: list[str] | None = None) -> int:
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     c = await bench_queries(n, rounds_c)
+    read_count = 100_000
+    d = await bench_read(n, read_count, 3 if quick else 7)
 
     cols = ["sqlite", "jsonl", "eventsourcing", "raw_sqlite", "raw_file"]
     names = ["ours sqlite", "ours jsonl", "eventsourcing sqlite", "raw sqlite3", "raw file"]
@@ -350,6 +412,12 @@ async def main(argv: list[str] | None = None) -> int:
                           ("raw sqlite3 (same SQL, no decoding)", "raw_sqlite"))]
           + [["eventsourcing sqlite", *(["n/a (no such filters)"] * len(qnames))]])
 
+    table(f"(d) read {min(read_count, n):,} events in position order (pages of 2,000), median",
+          ["contender", "seconds", "events/s"],
+          [[nm, f"{d[k]:.3f}", f"{min(read_count, n) / d[k]:,.0f}"]
+           for nm, k in (("ours sqlite (decoded RecordedEvent)", "sqlite"),
+                         ("raw sqlite3 (row tuples, no decoding)", "raw_sqlite"))])
+
     sa, ea, ra = a["sqlite"], a["eventsourcing"], a["raw_sqlite"]
     assert sa is not None and ea is not None and ra is not None
     s8, e1 = b["sqlite"][8], b["eventsourcing"][1]
@@ -365,6 +433,9 @@ async def main(argv: list[str] | None = None) -> int:
         assert v is not None
         bars.append((f"first page, {q} query over {n:,} events: p50 {v:.2f} ms (< 10 ms)",
                      10 / v, v < 10))
+    print("\ndurability of the SQLite writers (read from their connections):")
+    for name, text in durability.items():
+        print(f"  {name:<15} {text}")
     print("\nbars (ratio > 1 is better than the bar's reference)")
     failed = 0
     for label, ratio, ok in bars:
