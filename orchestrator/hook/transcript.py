@@ -9,6 +9,7 @@ parsed, so a long transcript costs a substring scan, not a JSON parse per line.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Iterator
 from typing import Any, NamedTuple
 
 #: Transcripts can be large; past this many bytes only the tail is scanned (a session's
@@ -33,6 +34,42 @@ def text_of(content: Any) -> str:
     return ""
 
 
+#: Why a line is not a record (``parse_lines``); the import reports it with file and line.
+NOT_A_RECORD = 'not a transcript record (a JSON object with a "type")'
+
+
+def parse_lines(blob: bytes, loads: Callable[[bytes], Any],
+                keep: Callable[[bytes], bool] | None = None
+                ) -> Iterator[tuple[int, dict[str, Any] | None, str | None]]:
+    """Each non-blank line of a transcript: ``(line number, record, None)``, or
+    ``(line number, None, why not)`` for a line that is not a record (bad JSON, a partially
+    written last line, not an object with a ``type``). ``keep(line) is False`` skips a line
+    without parsing it (the hook's reconciliation reads only lines that can matter)."""
+    lines = blob.split(b"\n")
+    torn_tail = not blob.endswith(b"\n")
+    last = len(lines)
+    for n, line in enumerate(lines, 1):
+        if not line or line.isspace() or (keep is not None and not keep(line)):
+            continue
+        try:
+            rec = loads(line)
+        except ValueError as exc:  # also UnicodeDecodeError and orjson.JSONDecodeError
+            if n == last and torn_tail:
+                yield n, None, f"partially written last line ({len(line)} bytes, no newline)"
+            else:
+                yield n, None, f"not valid JSON ({str(exc)[:120]})"
+            continue
+        if type(rec) is not dict or not isinstance(rec.get("type"), str):
+            yield n, None, NOT_A_RECORD
+            continue
+        yield n, rec, None
+
+
+def _may_matter(line: bytes) -> bool:
+    return (b'"tool_use"' in line or b'"is_error":true' in line
+            or b'"is_error": true' in line)
+
+
 def refused_calls(path: str) -> list[RefusedCall]:
     """Error tool_results in the transcript, with the tool_use they answer."""
     try:
@@ -45,16 +82,10 @@ def refused_calls(path: str) -> list[RefusedCall]:
         return []
     uses: dict[str, tuple[str | None, Any]] = {}
     errors: list[tuple[str, str]] = []
-    for line in blob.splitlines():
-        has_use = b'"tool_use"' in line
-        has_err = b'"is_error":true' in line or b'"is_error": true' in line
-        if not (has_use or has_err):
-            continue
-        try:
-            rec = json.loads(line)
-        except ValueError:
+    for _, rec, _problem in parse_lines(blob, json.loads, _may_matter):
+        if rec is None:
             continue  # a partially written last line, or a corrupted one
-        msg = rec.get("message") if isinstance(rec, dict) else None
+        msg = rec.get("message")
         content = msg.get("content") if isinstance(msg, dict) else None
         if not isinstance(content, list):
             continue

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from orchestrator.hook.mapping import SOURCE as HOOK_SOURCE
+from orchestrator.hook.transcript import NOT_A_RECORD, parse_lines
 from orchestrator.importers.claude_records import (
     Ev,
     Mapped,
@@ -153,26 +154,11 @@ def read_records(path: Path, loads: Callable[[bytes], Any], bad: list[BadLine]
     if b"\x00" in blob[:8192]:
         bad.append(BadLine(str(path), 1, "binary file (NUL bytes), not a transcript"))
         return [], len(blob)
-    lines = blob.split(b"\n")
-    torn_tail = not blob.endswith(b"\n")
     out: list[Record] = []
     prev = None
-    last = len(lines)
-    for n, line in enumerate(lines, 1):
-        if not line or line.isspace():
-            continue
-        try:
-            rec = loads(line)
-        except ValueError as exc:  # also UnicodeDecodeError and orjson.JSONDecodeError
-            if n == last and torn_tail:
-                reason = f"partially written last line ({len(line)} bytes, no newline)"
-            else:
-                reason = f"not valid JSON ({str(exc)[:120]})"
-            bad.append(BadLine(str(path), n, reason))
-            continue
-        if type(rec) is not dict or not isinstance(rec.get("type"), str):
-            bad.append(BadLine(str(path), n, "not a transcript record (a JSON object with "
-                                             "a \"type\")"))
+    for n, rec, problem in parse_lines(blob, loads):
+        if rec is None:
+            bad.append(BadLine(str(path), n, problem or NOT_A_RECORD))
             continue
         prev = record_time(rec, prev)
         out.append(Record(rec, n, prev))
