@@ -47,6 +47,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import random
 import re
 import secrets
 import socket
@@ -67,6 +68,8 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger("orchestrail.worker")
 
+#: How many equally urgent tasks a contended worker spreads its first claim over.
+SPREAD = 8
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}\Z")
 
 
@@ -292,7 +295,7 @@ class Worker(Runner):
         assert self.backlog is not None
         now, mono = datetime.now(UTC), time.monotonic()
         busy = {tid for tid, _ in self._running.values()}
-        for task in self.backlog.claimable(now):
+        for task in self._candidates(now):
             if len(self._running) >= self.config.parallel or not self._quota_left():
                 return
             if task.id in busy or task.id in self.report.skipped \
@@ -320,6 +323,19 @@ class Worker(Runner):
             handle = Cancel()
             fut = asyncio.ensure_future(self._attempt(claimed, handle, lease))
             self._running[fut] = (task.id, handle)
+
+    def _candidates(self, now: datetime) -> list[TaskState]:
+        """Claimable tasks in backlog order (priority, then creation). Once this worker
+        has lost a race (other workers are claiming too), it starts at a random one of
+        the first few equally urgent tasks, so that a fleet does not queue up behind the
+        same task: fewer lost races, same priorities."""
+        assert self.backlog is not None
+        tasks = self.backlog.claimable(now)
+        if self.report.lost_races and len(tasks) > 1:
+            top = [t for t in tasks[:SPREAD] if t.priority == tasks[0].priority]
+            k = random.randrange(len(top))
+            tasks = top[k:] + top[:k] + tasks[len(top):]
+        return tasks
 
     async def _attempt(self, task: TaskState, handle: Cancel, lease: timedelta) -> TaskOutcome:
         assert self.exec is not None and self.backlog is not None
