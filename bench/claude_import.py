@@ -30,6 +30,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from bench.hook import count_and_verify
+
 BAR_MB_S = 20.0
 DATA = Path(__file__).resolve().parent / ".data"
 VERSION = 1  # bump when the generator changes: the cache is rebuilt
@@ -97,20 +99,6 @@ async def import_once(root: Path, db: Path) -> tuple[float, int, int]:
     return elapsed, summary.appended, summary.records
 
 
-async def verify(db: Path) -> int:
-    from eventstore.model import Query
-    from eventstore.urls import open_store
-
-    store = await open_store(f"sqlite:///{db}", create=False)
-    try:
-        report = await store.verify()
-        if not report.ok:
-            raise SystemExit(f"chain verification failed: {report}")
-        return sum([1 async for _ in store.read(Query())])
-    finally:
-        await store.close()
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--runs", type=int, default=3)
@@ -141,7 +129,7 @@ def main() -> None:
             floors.append(fl)
             print(f"  run {i + 1}: import {elapsed:6.2f}s ({mb / elapsed:5.1f} MB/s), "
                   f"floor {fl:5.2f}s", flush=True)
-        stored = asyncio.run(verify(db))
+        stored = asyncio.run(count_and_verify(f"sqlite:///{db}"))
         again_t, again, _ = asyncio.run(import_once(root, db))
         db_mb = sum(f.stat().st_size for f in Path(tmp).glob("events.db*")) / 1e6
     imp, fl = statistics.median(imports), statistics.median(floors)
