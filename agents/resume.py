@@ -287,3 +287,41 @@ def rebuild(events: list[RecordedEvent]) -> SessionLog:
         else:
             log.last_calls.append(PendingCall(use, "new"))
     return log
+
+
+async def close_abandoned(store: EventStore, log: SessionLog, reason: str) -> int:
+    """End a session nobody will continue (a review asked again, a claude-code session
+    replaced by a new attempt, a sub-session whose parent moved on), so the trail is whole:
+    each tool call it left running gets ``tool.completed`` (``interrupted``, not run again)
+    and the session ``agent.failed`` with status ``abandoned``. Appended at the head read
+    (``SessionTaken`` if someone else wrote meanwhile). Returns the events appended."""
+    from eventstore.errors import WrongExpectedVersion
+    from eventstore.model import NewEvent
+
+    cause = log.causation_id or log.started_event_id
+    events = []
+    for call in log.pending:
+        if call.state != "running":
+            continue
+        name = str(call.block.get("name") or "?")
+        message = INTERRUPTED.format(tool=name)
+        events.append(NewEvent(
+            type="tool.completed", actor=log.actor, correlation_id=log.run_id,
+            causation_id=cause, data={
+                "turn": log.turns, "tool_use_id": str(call.block["id"]), "tool": name,
+                "is_error": True, "error_kind": "interrupted", "resumed": True,
+                "output": message,
+                "output_sha256": hashlib.sha256(message.encode()).hexdigest(),
+                "output_chars": len(message), "exit_code": None, "duration_ms": None,
+                "files": []}))
+    events.append(NewEvent(
+        type="agent.failed", actor=log.actor, correlation_id=log.run_id, causation_id=cause,
+        data={"status": "abandoned", "error": reason, "error_kind": "abandoned",
+              "turns": log.turns, "usage": dict(log.usage),
+              "cost_usd": None if log.unpriced else round(log.cost, 8),
+              "tool_calls": log.tool_calls, "denials": log.denials, "resumed": True}))
+    try:
+        await store.append(log.stream, events, log.head)
+    except WrongExpectedVersion as exc:
+        raise SessionTaken(f"{log.stream} changed while closing it: {exc}") from None
+    return len(events)

@@ -80,7 +80,12 @@ def plan(state: RunState) -> Plan:
     p = Plan(state.run_id, state.derived_status(), state.finished_at is not None,
              state.has_run_stream)
     for s in state.sessions.values():
-        if s.parent_session:
+        role = getattr(s, "started_data", {}).get("role")
+        if role == "reviewer":
+            action, why = "skip", "a review: asked again when its task is settled"
+        elif role == "lead":
+            action, why = "skip", "a lead session: lead runs are not resumed yet"
+        elif s.parent_session:
             action, why = "skip", "a delegated sub-session: its parent's Agent call decides"
         elif s.status in ("running", "pending") and s.started_at is not None:
             action, why = "resume", "in flight when the run stopped"
@@ -196,6 +201,8 @@ class ResumeRunner(Runner):
         self.takeover: list[tuple[Any, str, str | None]] = []
         self.skipped: dict[str, str] = {}
         self._resumed_data: dict[str, Any] = {"dispatch": []}
+        #: sessions that were running and will not be continued -> why (closed as abandoned)
+        self.abandon: dict[str, str] = {}
 
     async def prepare(self) -> None:
         from agents.discovery import load_agents
@@ -261,6 +268,17 @@ class ResumeRunner(Runner):
                     continue
                 dispatch.append(t)
         self.tasks = [t for t, _, _ in self.takeover] + dispatch
+        resumed = {sid for _, how, sid in self.takeover if how == "resume"}
+        for sp in self.plan.sessions:  # started, unfinished, and nobody will continue it
+            if sp.session_id not in resumed \
+                    and state.sessions[sp.session_id].started_at is not None \
+                    and sp.status in ("running", "pending", "cancelled"):
+                self.abandon[sp.session_id] = (
+                    "a review in flight when the run stopped; it is asked again"
+                    if sp.reason.startswith("a review") else
+                    "in flight when the run stopped; not continued ("
+                    + (sp.reason if sp.action == "skip" else "its task gets a new attempt")
+                    + ")")
         problems: list[str] = []
         for t in self.tasks:
             if t.agent is not None and t.agent not in self.agents:
@@ -315,7 +333,7 @@ class ResumeRunner(Runner):
             "takeover": [{"task_id": t.id, "action": how,
                           "abandoned_session" if how == "attempt" else "session_id": sid}
                          for t, how, sid in self.takeover],
-            "dispatch": dispatch,
+            "dispatch": dispatch, "abandoned_sessions": dict(self.abandon),
             "completed": list(self.report.completed), "failed": dict(self.report.failed),
             "blocked": dict(self.report.blocked), "not_ours": dict(self.report.released),
             "provider": self.config.provider, "config_digest": self.config.digest(),
@@ -342,6 +360,13 @@ class ResumeRunner(Runner):
                 f"run {self.run_id}: resuming; {len(self.report.completed)} task(s) already "
                 f"completed, {sum(h == 'resume' for _, h, _ in self.takeover)} session(s) to "
                 f"resume, {len(dispatch)} task(s) to dispatch")
+        from agents.resume import ResumeError, close_abandoned, load_session
+
+        for gone, why in self.abandon.items():
+            try:
+                await close_abandoned(self.store, await load_session(self.store, gone), why)
+            except ResumeError:  # it ended meanwhile, or someone else wrote to it
+                continue
         assert self.backlog is not None
         lease = timedelta(seconds=self.config.lease_seconds)
         for task, how, sid in self.takeover:

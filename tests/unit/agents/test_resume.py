@@ -19,7 +19,7 @@ from agents.approval import PolicyApprover
 from agents.loop import AgentSession
 from agents.providers.base import ModelRequest, ModelResponse
 from agents.providers.script import ScriptProvider
-from agents.resume import SessionFinished, SessionTaken, load_session
+from agents.resume import SessionFinished, SessionTaken, close_abandoned, load_session
 from eventstore.backends.memory import MemoryStore
 from eventstore.model import NewEvent, RecordedEvent
 from orchestrator.fold import fold
@@ -291,3 +291,22 @@ async def test_script_provider_skips_what_the_recorded_session_was_served() -> N
     response = await provider.complete(request)
     assert response.content == [{"type": "text", "text": "last"}]
     assert response.response_id == "script-4-1"
+
+
+async def test_close_abandoned_makes_the_trail_whole(ws: Path) -> None:
+    sid, full = await record(ws)
+    cut = next(i for i, e in enumerate(full) if e.type == "tool.requested") + 1
+    store = await crashed_store(full[:cut])  # killed while the first Bash ran
+    log = await load_session(store, sid)
+    assert [p.state for p in log.pending] == ["running", "new"]
+    assert await close_abandoned(store, log, "replaced by a new attempt") == 2
+    events = [e async for e in store.read_stream(f"session-{sid}")]
+    assert [e.type for e in events[cut:]] == ["tool.completed", "agent.failed"]
+    assert events[cut].data["error_kind"] == "interrupted"
+    assert events[-1].data["status"] == "abandoned"
+    state = fold(events, "run-r")
+    assert state.sessions[sid].status == "abandoned" and not state.incomplete()
+    with pytest.raises(SessionFinished, match="abandoned"):
+        await load_session(store, sid)
+    with pytest.raises(SessionTaken):  # the head moved since `log` was read
+        await close_abandoned(store, log, "again")
