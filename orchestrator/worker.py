@@ -272,20 +272,8 @@ class Worker(Runner):
                     min(poll, self.worker.idle_exit - idle)
                 await self._sleep(wait)
                 continue
-            self._wake.clear()
-            wake: asyncio.Future[Any] = asyncio.ensure_future(self._wake.wait())
             full = len(self._running) >= self.config.parallel or not self._quota_left()
-            try:
-                await asyncio.wait({*self._running, wake}, timeout=None if full else poll,
-                                   return_when=asyncio.FIRST_COMPLETED)
-            finally:
-                wake.cancel()
-            for fut in [f for f in self._running if f.done()]:
-                tid, _ = self._running[fut]
-                outcome = fut.result()  # a store error leaves it running for _abort
-                del self._running[fut]
-                self._check_store()
-                await self._settle(backlog.get(tid), outcome, not_before)
+            await self._wait_and_settle(None if full else poll, not_before)
 
     async def _claim_some(self, lease: timedelta, not_before: dict[str, float]) -> None:
         """Claim claimable tasks (ready ones, or ones whose lease expired) up to
