@@ -737,7 +737,7 @@ class AgentSession:
 
     async def _resume_call(self, call: PendingCall) -> dict[str, Any]:
         """The outcome of a call the crash left open (policy: agents.resume docstring)."""
-        from agents.resume import INTERRUPTED, REEXECUTE_SAFE
+        from agents.resume import REEXECUTE_SAFE, interrupted_outcome
 
         block, use_id = call.block, str(call.block["id"])
         if call.state == "new":
@@ -761,15 +761,10 @@ class AgentSession:
                 return await self._execute(use_id, tool, data)
             finally:
                 self._resumed_call = {}
-        message = INTERRUPTED.format(tool=name)
-        await self._emit("tool.completed", {
-            "turn": self.turns, "tool_use_id": use_id, "tool": name, "is_error": True,
-            "error_kind": "interrupted", "resumed": True, "output": message,
-            "output_sha256": hashlib.sha256(message.encode()).hexdigest(),
-            "output_chars": len(message), "exit_code": None, "duration_ms": None,
-            "files": []}, flush=False)
+        data = interrupted_outcome(self.turns, use_id, name)
+        await self._emit("tool.completed", data, flush=False)
         return {"type": "tool_result", "tool_use_id": use_id, "is_error": True,
-                "content": message}
+                "content": data["output"]}
 
 
 async def run_agent(definition: AgentDefinition, prompt: str, **kwargs: Any) -> SessionResult:

@@ -67,6 +67,16 @@ INTERRUPTED = ("interrupted: the process running this session stopped while this
                "have run partly or fully): check before repeating it.")
 
 
+def interrupted_outcome(turn: int, use_id: str, tool: str) -> dict[str, Any]:
+    """The ``tool.completed`` data of a call the crash left running: not run again."""
+    message = INTERRUPTED.format(tool=tool)
+    return {"turn": turn, "tool_use_id": use_id, "tool": tool, "is_error": True,
+            "error_kind": "interrupted", "resumed": True, "output": message,
+            "output_sha256": hashlib.sha256(message.encode()).hexdigest(),
+            "output_chars": len(message), "exit_code": None, "duration_ms": None,
+            "files": []}
+
+
 class ResumeError(AgentError):
     """The session cannot be resumed (no such stream, no start, an inconsistent trail)."""
 
@@ -303,17 +313,10 @@ async def close_abandoned(store: EventStore, log: SessionLog, reason: str) -> in
     for call in log.pending:
         if call.state != "running":
             continue
-        name = str(call.block.get("name") or "?")
-        message = INTERRUPTED.format(tool=name)
         events.append(NewEvent(
             type="tool.completed", actor=log.actor, correlation_id=log.run_id,
-            causation_id=cause, data={
-                "turn": log.turns, "tool_use_id": str(call.block["id"]), "tool": name,
-                "is_error": True, "error_kind": "interrupted", "resumed": True,
-                "output": message,
-                "output_sha256": hashlib.sha256(message.encode()).hexdigest(),
-                "output_chars": len(message), "exit_code": None, "duration_ms": None,
-                "files": []}))
+            causation_id=cause, data=interrupted_outcome(
+                log.turns, str(call.block["id"]), str(call.block.get("name") or "?"))))
     events.append(NewEvent(
         type="agent.failed", actor=log.actor, correlation_id=log.run_id, causation_id=cause,
         data={"status": "abandoned", "error": reason, "error_kind": "abandoned",
