@@ -176,8 +176,9 @@ def build_values(
     """Versions, canonical texts and chain hashes of a batch, as plain tuples (``VALUE_FIELDS``).
 
     The one place the chain is built: ``build_rows`` wraps these in ``Row`` objects for
-    the backends that want them; SQLite inserts the tuples as they are (a ``Row`` and a
-    second tuple made from it were a fifth of the per-event cost of a batched append).
+    the backends that want them; SQLite inserts the tuples as they are (skipping the
+    ``Row`` and the second tuple made from it: about 13 % of row building, 0.05 ms per
+    100 events).
     """
     out: list[tuple[Any, ...]] = []
     add = out.append
