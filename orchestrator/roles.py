@@ -128,6 +128,9 @@ def prepare_roles(runner: Runner, problems: list[str]) -> Callable[[], None]:
                             f"{', '.join(agents.names()) or 'none'}){hint}")
             continue
         d = found[flag] = agents.get(name)
+        if flag == "--lead" and cfg.parallel > 1:
+            problems.append(f"--lead dispatches one task at a time (the seed's serialized "
+                            f"dispatching): drop --parallel {cfg.parallel}")
         if flag == "--lead":
             if "Agent" not in offered_tools(d, delegation=True):
                 problems.append(f"--lead {name}: its tools do not include Agent ({d.source});"

@@ -219,6 +219,8 @@ def test_bad_input_lead_and_review(tmp_path: Path) -> None:
     assert out.returncode == 2, out.stderr
     assert "no section for the lead" in out.stderr and "_lead" in out.stderr
     assert "no section for the reviewer of task a" in out.stderr
+    out = cli(p, "run", "--script", "script.yaml", "--lead", "--parallel", "2")
+    assert out.returncode == 2 and "drop --parallel 2" in out.stderr
     out = cli(p, "run", "--script", "script.yaml", "--lead", "nobody")
     assert out.returncode == 2 and "--lead nobody: no agent 'nobody'" in out.stderr
     out = cli(p, "run", "--script", "script.yaml", "--review", "tester", "--only", "a")
