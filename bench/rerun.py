@@ -27,16 +27,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-DEFN = ("---\nname: bench\ndescription: bench\ntools: Read\npermissionMode: acceptEdits\n"
-        "---\nRead the file.\n")
-
-
-def _script(turns: int) -> list[dict[str, Any]]:
-    out: list[dict[str, Any]] = [
-        {"tool_calls": [{"name": "Read", "input": {"file_path": "a.txt"}}]}
-        for _ in range(turns - 1)]
-    out.append({"text": "done"})
-    return out
+from bench.resume import DEFN, _script  # the same session shape as the resume bench
 
 
 def _repo(root: Path) -> Path:
