@@ -38,6 +38,15 @@ def git(repo: Path, *args: str) -> str:
                           text=True).stdout
 
 
+@pytest.fixture(autouse=True)
+def scratch_in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Scratch workspaces (kept after a divergence) go under the test's own tmp dir."""
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    monkeypatch.setenv("TMPDIR", str(scratch))
+    return scratch
+
+
 @pytest.fixture
 def recorded(tmp_path: Path) -> tuple[Path, Path]:
     """(store dir, repo) with run `r1` recorded by the real loop in a clean git repo."""
@@ -107,6 +116,7 @@ def test_show_rerun_diff_verify(recorded: tuple[Path, Path]) -> None:
     assert note["tool"] == "Read" and note["divergent"] is False
     assert rep2["sessions"][0]["turns_replayed"] == 3  # stopped before turn 4
     kept = Path(rep2["sessions"][0]["workspace"]["workspace"])
+    assert kept.is_relative_to(d / "scratch")
     assert (kept / "tests" / "test_health.py").is_file()  # kept after a divergence
     assert (repo / "app.py").read_text() == before and not (repo / "tests").exists()
     text = run(d, "rerun", "r1", "--workspace", str(repo))
