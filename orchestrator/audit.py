@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from eventstore.canonical import format_ts
-from orchestrator.fold import USAGE_KEYS, _add_usage, diff_dict, total_tokens
+from orchestrator.fold import USAGE_KEYS, _add_usage, diff_dict, is_known_type, total_tokens
 
 if TYPE_CHECKING:
     from eventstore.base import EventStore
@@ -111,9 +111,10 @@ def build_audit(runs: list[tuple[RunState, VerifyReport]], *,
         doc["runs"].append(_run_entry(state, report))
         for gap in state.incomplete():
             doc["incomplete"].append({"run": state.run_id, **gap})
-        unknown: Counter[str] = Counter(o["type"] for o in state.other)
+        unknown: Counter[str] = Counter(
+            o["type"] for o in state.other if not is_known_type(o["type"]))
         for s in state.sessions.values():
-            unknown.update(o["type"] for o in s.other)
+            unknown.update(o["type"] for o in s.other if not is_known_type(o["type"]))
             doc["agents"].append(_agent_entry(state, s))
             _session_rows(doc, state, s)
             _usage_rows(by_agent, by_model, s)

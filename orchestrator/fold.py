@@ -800,6 +800,22 @@ def _other(ev: RecordedEvent) -> dict[str, Any]:
             "occurred_at": format_ts(ev.occurred_at), "actor": ev.actor, "data": ev.data}
 
 
+#: Types of the vocabulary (docs/events.md) that the fold keeps as ``other`` rather than
+#: interpreting: shown by replay and audit, but not "unknown". The Claude Code bridge keeps
+#: every hook call and every transcript record without its own mapping under the two
+#: families below, so a session recorded live or imported is not flagged incomplete.
+KNOWN_UNINTERPRETED = frozenset({
+    "prompt.submitted", "task.updated", "task.cancelled", "run.stopping",
+    "worker.claim_lost", "retention.applied"})
+KNOWN_FAMILIES = ("claude.hook.", "claude.transcript.")
+
+
+def is_known_type(type_: str) -> bool:
+    """Whether an event type belongs to the vocabulary this version knows."""
+    return (type_ in _HANDLERS or type_ in KNOWN_UNINTERPRETED
+            or type_.startswith(KNOWN_FAMILIES))
+
+
 _HANDLERS: dict[str, tuple[str, Any]] = {
     "run.started": ("run", RunState._run_started),
     "run.resumed": ("run", RunState._run_resumed),

@@ -139,8 +139,15 @@ def test_live_hook_and_transcript_import_agree(claude_bin: str, tmp_path: Path) 
     assert "rm -rf ./build" in text_out and "denied" in text_out
     audit = _cli(env_imp, tmp_path, "audit", sid, "--json")
     assert audit.returncode == 0, audit.stderr
-    report = json.dumps(json.loads(audit.stdout))
+    audit_doc = json.loads(audit.stdout)
+    report = json.dumps(audit_doc)
     assert "rm -rf ./build" in report and "backend-implementer" in report
+    # the bridge's own types (prompts, raw hook calls, transcript records) are vocabulary,
+    # not "unknown": neither the imported nor the live-recorded run is flagged for them
+    assert audit_doc["unknown_types"] == []
+    live_audit = _cli(env, tmp_path, "--store", live_url, "audit", sid, "--json")
+    assert live_audit.returncode == 0, live_audit.stderr
+    assert json.loads(live_audit.stdout)["unknown_types"] == []
 
     # imported into the live store: no second copy of any tool call or subagent start
     again = _cli(env, tmp_path, "--store", live_url, "import", "claude-code", str(projects),
