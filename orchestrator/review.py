@@ -124,6 +124,10 @@ class SessionReviewer:
         if not workspace.is_dir():
             workspace = cfg.project
         patch = await self._patch(outcome.session_id)
+        from orchestrator.workspace import git_info
+
+        # the attempt's commit the reviewer looks at, so `rerun` can start it from there
+        git = await git_info(workspace)
         budgets = Budgets(max_turns=d.max_turns or cfg.budgets.max_turns,
                           max_tokens=cfg.budgets.max_tokens,
                           max_cost_usd=cfg.budgets.max_cost_usd,
@@ -135,7 +139,9 @@ class SessionReviewer:
             session = role_session(
                 cfg, d, review_prompt(task, outcome, patch), provider=provider,
                 workspace=workspace, session_id=sid, causation_id=requested.id,
-                budgets=budgets, started_extra={"role": "reviewer", "review_of": about},
+                budgets=budgets,
+                started_extra={"role": "reviewer", "review_of": about,
+                               **({"git": git} if git else {})},
                 progress_key=f"{task.id}:review")
         except Exception as exc:  # a script that ran out, a provider that cannot start
             reason = f"the reviewer could not start: {exc}"

@@ -150,6 +150,8 @@ def test_lead_dispatches_through_agent_calls_and_reviews_each_result(tmp_path: P
         assert rstart["causation_id"] == req["id"] and rstart["data"]["agent"] == "reviewer"
         assert rstart["data"]["review_of"]["session_id"] == d["data"]["session_id"]
         assert "Write" not in rstart["data"]["allowed_tools"]
+        # the attempt's commit the reviewer looked at, for `rerun` to start it from
+        assert len(rstart["data"]["git"]["commit"]) == 40
         assert done["data"]["reviewer_session"] == rsid
     assert "+helo" in first(evs, f"session-{requested[0]['data']['reviewer_session']}")[
         "data"]["prompt"]  # the patch was shown to the reviewer
