@@ -613,8 +613,8 @@ def _agent_finished(st: RunState, s: Session, ev: RecordedEvent, d: dict[str, An
         _add_usage(s.usage, usage)
         s.recorded_usage = True
     cost = _num(d.get("cost_usd"))
-    if cost is None:
-        cost = _num(d.get("cost_usd_priced"))
+    if cost is None:  # some responses unpriced: the priced part is a lower bound, but a
+        cost = _num(d.get("cost_usd_priced")) or None  # session with none priced is unknown
     s.cost_usd = cost
     s.final_text = d.get("final_text", s.final_text)
     s.error = d.get("error")

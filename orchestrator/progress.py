@@ -62,7 +62,7 @@ def human_tokens(n: int) -> str:
 
 
 def money(usd: float | None) -> str:
-    return "$?" if usd is None else f"${usd:.4f}" if usd < 1 else f"${usd:.2f}"
+    return "n/a" if usd is None else f"${usd:.4f}" if usd < 1 else f"${usd:.2f}"
 
 
 @dataclass

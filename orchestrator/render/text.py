@@ -51,7 +51,8 @@ def tokens(usage: dict[str, Any] | None) -> str:
 
 
 def money(cost: Any) -> str:
-    return f"${cost:.4f}" if isinstance(cost, int | float) else "$?"
+    """A cost, or ``n/a`` when unknown (a model with no price, a script provider)."""
+    return f"${cost:.4f}" if isinstance(cost, int | float) else "n/a"
 
 
 def _when(ts: str | None) -> str:

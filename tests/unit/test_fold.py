@@ -350,3 +350,25 @@ def test_incremental_apply_equals_batch_fold() -> None:
     for e in evs:
         state.apply(e)
     assert state.to_dict() == fold(evs, "R").to_dict()
+
+
+@pytest.mark.parametrize(("finished", "expected"), [
+    ({"cost_usd": None, "cost_usd_priced": 0.0, "unpriced_responses": 3}, None),
+    ({"cost_usd": None, "cost_usd_priced": 0.25, "unpriced_responses": 1}, 0.25),
+    ({"cost_usd": 0.5, "cost_usd_priced": 0.5, "unpriced_responses": 0}, 0.5),
+])
+async def test_unpriced_session_cost_is_unknown_not_zero(
+        finished: dict[str, Any], expected: float | None) -> None:
+    """A session whose model has no price (the script provider, an unknown model) costs
+    "unknown", not $0: replay, runs and audit must not claim it was free."""
+    store = MemoryStore()
+    await store.append("session-s1", [
+        NewEvent(type="agent.started", correlation_id="r1", data={"agent": "a"}),
+        NewEvent(type="agent.finished", correlation_id="r1",
+                 data={"status": "completed", **finished})])
+    state = fold([ev async for ev in store.read_stream("session-s1")], "r1")
+    doc = state.to_dict()
+    assert doc["sessions"][0]["cost_usd"] == expected
+    assert doc["run"]["totals"]["cost_usd"] == expected
+    text = render(doc, "text")
+    assert ("cost n/a" in text.splitlines()[1]) == (expected is None)

@@ -46,7 +46,7 @@ def test_tty_status_block_one_line_per_running_task() -> None:
                                      cost_usd=None, seconds=3.0, error="task timed out",
                                      ok=False), "failed")
     tail = out.getvalue().rsplit("\x1b[J", 1)[1].splitlines()
-    assert tail[0].startswith("[t1] timeout -> failed: 2 turns") and "$?" in tail[0]
+    assert tail[0].startswith("[t1] timeout -> failed: 2 turns") and "n/a" in tail[0]
     assert tail[1] == "[t1]   task timed out"
     assert tail[2].startswith("t2 rev") and len(tail) == 3
     assert "\x1b[2F\x1b[J" in out.getvalue()  # the two-line block was redrawn in place
