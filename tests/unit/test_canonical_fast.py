@@ -172,6 +172,9 @@ def test_loads_edge_cases() -> None:
         loads("not json")
     with pytest.raises(ValueError):
         loads("")
+    assert loads(b'{"a":1}') == {"a": 1}  # a BLOB where text belongs: read as json.loads does
+    with pytest.raises(TypeError):
+        loads(None)  # type: ignore[arg-type]
 
 
 def test_parse_ts_fast_path_and_other_forms() -> None:

@@ -467,3 +467,27 @@ def test_build_values_are_the_rows_build_rows_makes() -> None:
         encoded = EncodedBatch(events, [(canonical_json(e.data), canonical_json(e.metadata))
                                         for e in events])
         assert build_values("s-1", encoded, head, now, 10) == want
+
+
+@pytest.mark.parametrize(("column", "value"), [
+    ("data", "not json"), ("data", b"\x00\x01"), ("metadata", '{"a": 1} trailing'),
+    ("occurred_at", "yesterday"), ("recorded_at", "2026-13-45T00:00:00Z"),
+])
+async def test_an_unreadable_row_is_store_corrupted_naming_its_position(
+        tmp_path: Path, column: str, value: object) -> None:
+    """The page decoder reads rows in one loop; a bad row still gets a message naming it."""
+    path = tmp_path / "events.db"
+    s = await open_path(path)
+    try:
+        await s.append("s-1", [ev(data={"i": i}) for i in range(5)])
+        conn = raw(path)
+        conn.execute("DROP TRIGGER events_no_update")
+        conn.execute(f"UPDATE events SET {column} = ? WHERE position = 3", (value,))
+        conn.close()
+        with pytest.raises(StoreCorrupted, match=r"events\.db: the event at position 3 "):
+            [e async for e in s.read()]
+        with pytest.raises(StoreCorrupted, match="position 3"):
+            [e async for e in s.read_stream("s-1")]
+        assert len((await s.read_page(Query(), limit=2)).events) == 2  # rows before it read
+    finally:
+        await s.close()
