@@ -38,6 +38,7 @@ if TYPE_CHECKING:
     from eventstore.base import EventStore
     from eventstore.model import RecordedEvent
     from orchestrator.fold import RunState, Session, ToolCall
+    from orchestrator.rerun_tree import TreeRerun
 
 SCHEMA = "orchestrail.rerun/1"
 
@@ -226,10 +227,15 @@ class CheckingProvider:
         self.turns_replayed = 0
         self.turns_live = 0
         self.end_of_recording: dict[str, Any] | None = None
+        #: a delegating rerun (``orchestrator.rerun_tree``): a child's divergence stops
+        #: this session too; the session ids of re-executed children compare as equal
+        self.halt: Callable[[], dict[str, Any] | None] | None = None
+        self.aliases: Callable[[], list[str]] | None = None
 
     def roots(self) -> list[str]:
         ws = str(self.recorded.started_data.get("workspace") or "")
-        return [r for r in (ws, str(self.workspace)) if r]
+        extra = self.aliases() if self.aliases is not None else []
+        return [r for r in (ws, str(self.workspace), *extra) if r]
 
     async def check(self) -> None:
         """Fold what the rerun recorded since the last check; compare finished calls."""
@@ -274,7 +280,16 @@ class CheckingProvider:
         from agents.providers.replay import Divergence
 
         turn = 1 + sum(1 for m in request.messages if m.role == "assistant")
-        await self.check()
+        stopped = self.halt() if self.halt is not None else None
+        if stopped is None:
+            await self.check()
+        else:  # its Agent call failed because of that: not a divergence of its own
+            self.divergence = {
+                "session": self.recorded.id, "agent": self.recorded.agent, "turn": turn,
+                "kind": "child", "child": stopped.get("session"),
+                "message": f"stopped at turn {turn}: a session it delegated to diverged "
+                           f"({stopped.get('message')})"}
+            raise RerunDivergence(f"rerun divergence: {self.divergence['message']}")
         if self.live is not None and self.live_turn is not None and turn >= self.live_turn:
             self.turns_live += 1
             return await self.live.complete(request)
@@ -396,8 +411,10 @@ def _definition(name: str, workspace: Path, started: dict[str, Any], notes: list
 
 async def rerun_session(store: EventStore, recorded: Session, events: list[RecordedEvent],
                         scratch: Scratch, opts: RerunOptions, run_id: str,
-                        origin: str) -> dict[str, Any]:
-    """Run one recorded session again in ``scratch``; its part of the report."""
+                        origin: str, *, session_kw: dict[str, Any] | None = None,
+                        tree: TreeRerun | None = None) -> dict[str, Any]:
+    """Run one recorded session again in ``scratch``; its part of the report.
+    ``session_kw``/``tree``: where it hangs in a delegating rerun (``rerun_tree``)."""
     from agents.loop import AgentSession, Budgets
     from agents.models import ModelCatalog
     from agents.permissions import PermissionEngine, load_settings
@@ -415,6 +432,8 @@ async def rerun_session(store: EventStore, recorded: Session, events: list[Recor
         live, live_turn = opts.live(), opts.live_from.turn
     provider = CheckingProvider(recorded, events, store, ws, strict=opts.strict, live=live,
                                 live_turn=live_turn)
+    if tree is not None:
+        provider.halt, provider.aliases = tree.halted, tree.aliases
     raw = started.get("budgets")
     budgets: dict[str, Any] = raw if isinstance(raw, dict) else {}
     known = {"max_turns", "max_tokens", "max_cost_usd", "max_wall_seconds"}
@@ -426,6 +445,8 @@ async def rerun_session(store: EventStore, recorded: Session, events: list[Recor
     if opts.live_from is not None:
         link["live_from_turn"] = opts.live_from.turn
     extra: dict[str, Any] = {link_key: link, "rerun_workspace": scratch.to_dict()}
+    if started.get("role"):
+        extra["role"] = started["role"]
     if scratch.git:
         extra["git"] = scratch.git
     session = AgentSession(
@@ -434,7 +455,7 @@ async def rerun_session(store: EventStore, recorded: Session, events: list[Recor
         provider_name=provider.name, run_id=run_id,
         budgets=Budgets(**{k: v for k, v in budgets.items() if k in known}), engine=engine,
         approver=RecordedApprover(recorded), cost_fn=catalog.cost, env=env,
-        on_progress=opts.on_progress, started_extra=extra)
+        on_progress=opts.on_progress, started_extra=extra, **(session_kw or {}))
     env["ORCHESTRAIL_SESSION_ID"] = session.session_id
     provider.stream = session.stream
     try:
@@ -464,7 +485,7 @@ async def rerun_session(store: EventStore, recorded: Session, events: list[Recor
             "turns_replayed": provider.turns_replayed, "turns_live": provider.turns_live,
             "tool_calls_compared": provider.compared, "divergence": divergence,
             "end_of_recording": provider.end_of_recording, "notes": provider.notes,
-            "workspace": scratch.to_dict()}
+            "final_text": result.final_text, "workspace": scratch.to_dict()}
 
 
 def _roots(state: RunState) -> list[Session]:
@@ -485,17 +506,17 @@ def check_rerunnable(state: RunState, live_from: Step | None) -> list[Session]:
     roots = _roots(state)
     if not roots:
         raise RerunError(f"run {state.run_id}: no agent sessions to run again")
-    for s in roots:
+    children = [c for c in state.sessions.values() if c.parent_session]
+    for s in [*roots, *children]:
         if s.provider == "claude-code" or not any(t.fingerprint for t in s.turns.values()):
             raise RerunError(f"session {s.id} ({s.agent}) has no model turns with request "
                              "fingerprints (recorded by the Claude Code hook or the claude-code "
                              "provider); only sessions of orchestrail's own agent loop can "
                              "be executed again")
-        children = [c.id for c in state.sessions.values() if c.parent_session == s.id]
-        if children:
-            raise RerunError(f"session {s.id} delegated to subagent session(s) "
-                             f"{', '.join(children)}; rerun of delegation (Agent tool) is "
-                             "not supported yet")
+    if live_from is not None and children:
+        raise RerunError(f"--live-from: run {state.run_id} delegated to subagents (Agent "
+                         "tool); a fork of a delegating run is not supported (a live model's "
+                         "Agent calls have no recorded subagent sessions to run again)")
     if live_from is not None:
         if live_from.session is None and len(roots) > 1:
             raise RerunError(f"--live-from {live_from.turn}: the run has {len(roots)} "
@@ -520,10 +541,12 @@ async def _start_state(store: EventStore, state: RunState, s: Session
     run``; for a task of ``orchestrail run``, its worktree's base commit in the project."""
     started = s.started_data
     git = started.get("git") if isinstance(started.get("git"), dict) else None
-    if git is not None or s.task_id is None:
-        return started.get("workspace"), git
     cfg = state.config
     project_git = cfg.get("git") if isinstance(cfg.get("git"), dict) else None
+    if git is None and s.task_id is None and started.get("role") == "lead" and project_git:
+        return str(project_git.get("toplevel")), project_git  # the lead reads the project
+    if git is not None or s.task_id is None:
+        return started.get("workspace"), git
     from eventstore.model import Query
 
     async for ev in store.read(Query(stream=f"run-{state.run_id}",
@@ -552,6 +575,8 @@ async def rerun(store: EventStore, run_id: str, opts: RerunOptions) -> dict[str,
             "provider": opts.live_name},
         "strict": opts.strict, "sessions": [], "divergence": None, "notes": [],
         "reproduction": []}
+    if any(s.parent_session for s in state.sessions.values()):
+        return await _rerun_tree(store, state, opts, new_run, run_id, report)
     for s in roots:
         events = [ev async for ev in store.read_stream(f"session-{s.id}")]
         base = Path(tempfile.mkdtemp(prefix="orchestrail-rerun-"))
@@ -588,4 +613,28 @@ async def rerun(store: EventStore, run_id: str, opts: RerunOptions) -> dict[str,
             break
     report["status"] = ("diverged" if report["divergence"] else
                         "forked" if opts.live_from is not None else "same")
+    return report
+
+
+async def _rerun_tree(store: EventStore, state: RunState, opts: RerunOptions, new_run: str,
+                      origin: str, report: dict[str, Any]) -> dict[str, Any]:
+    """A run whose sessions delegated: roots run again, children through their callers'
+    Agent calls (``orchestrator.rerun_tree``)."""
+    from orchestrator.execute import _new_id
+    from orchestrator.rerun_tree import TreeRerun, check_tree, read_recording, tree_roots
+
+    rec = await read_recording(store, state)
+    check_tree(state, rec)
+    tree = TreeRerun(store, state, rec, opts, new_run, origin, report)
+    max_depth = int((rec.lead or {}).get("max_depth") or 2)
+    for s in tree_roots(state, rec):
+        sid = _new_id()
+        cause = await tree.start_lead(s, sid)
+        await tree.session(s, sid, {"delegate": tree.delegate, "max_depth": max_depth,
+                                    **({"causation_id": cause} if cause else {})})
+        if tree.divergence is not None:
+            break
+    report["divergence"] = tree.divergence
+    report["reviews_rerun"] = tree.reviews_rerun
+    report["status"] = "diverged" if tree.divergence else "same"
     return report

@@ -49,9 +49,15 @@ def _prompt_sha(s: Session) -> str | None:
     return hashlib.sha256(p.encode()).hexdigest()[:12] if isinstance(p, str) else None
 
 
-def _session_key(s: Session, st: RunState) -> tuple[str, str]:
+def _session_key(s: Session, st: RunState, depth: int = 0) -> tuple[str, ...]:
+    """(agent, task) and, for a subagent, what spawned it: its caller's key (lineage: a
+    lead's children pair by the lead and the task of the Agent call, not by position)."""
     task = st.tasks.get(s.task_id) if s.task_id else None
-    return (str(s.agent), str(task.title or task.id) if task else "")
+    what = str(task.title or task.id) if task else ""
+    parent = st.sessions.get(s.parent_session or "")
+    if parent is None or depth > 8:
+        return (str(s.agent), what)
+    return (str(s.agent), what or _prompt_sha(s) or "", *_session_key(parent, st, depth + 1))
 
 
 def _linked(s: Session) -> str | None:
@@ -79,11 +85,12 @@ def _call_brief(c: ToolCall) -> dict[str, Any]:
             **outcome(c)}
 
 
-def diff_calls(a: Session, b: Session) -> list[dict[str, Any]]:
-    """Changed, missing and extra tool calls of two aligned sessions."""
+def diff_calls(a: Session, b: Session, aliases: Sequence[str] = ()) -> list[dict[str, Any]]:
+    """Changed, missing and extra tool calls of two aligned sessions. ``aliases``: the ids
+    of paired sessions, equal in outputs (an Agent call's result names its child)."""
     from orchestrator.outcomes import compare_calls, input_key
 
-    roots = [str(x.started_data.get("workspace") or "") for x in (a, b)]
+    roots = [*(str(x.started_data.get("workspace") or "") for x in (a, b)), *aliases]
     ca, cb = _calls(a), _calls(b)
     ka, kb = [input_key(c, roots) for c in ca], [input_key(c, roots) for c in cb]
     out: list[dict[str, Any]] = []
@@ -111,7 +118,7 @@ def diff_calls(a: Session, b: Session) -> list[dict[str, Any]]:
     return out
 
 
-def diff_sessions(a: Session, b: Session) -> dict[str, Any]:
+def diff_sessions(a: Session, b: Session, aliases: Sequence[str] = ()) -> dict[str, Any]:
     from orchestrator.fold import total_tokens
 
     fields = _fields([
@@ -126,7 +133,7 @@ def diff_sessions(a: Session, b: Session) -> dict[str, Any]:
         ("cost_usd", a.effective_cost(), b.effective_cost()),
         ("final_text", a.final_text, b.final_text),
         ("error_kind", a.error_kind, b.error_kind)])
-    calls = diff_calls(a, b)
+    calls = diff_calls(a, b, aliases)
     return {"op": "changed" if fields or calls else "same", "agent": a.agent, "a": a.id,
             "b": b.id, "fields": fields, "tool_calls": calls,
             "same_tool_calls": len(a.tool_calls) - sum(1 for c in calls if "a" in c)}
@@ -164,13 +171,24 @@ def compare_runs(a: RunState, b: RunState) -> dict[str, Any]:
     keys_b = [by_id.get(_linked(s) or "") or _session_key(s, b) for s in lb]
     matcher = difflib.SequenceMatcher(None, keys_a, keys_b, autojunk=False)
     sessions: list[dict[str, Any]] = []
+    pairs: list[tuple[Session, Session] | tuple[Session, None] | tuple[None, Session]] = []
     for op, i1, i2, j1, j2 in matcher.get_opcodes():
         xs, ys = la[i1:i2], lb[j1:j2]
         if op == "equal" or (op == "replace" and len(xs) == len(ys)):
-            sessions += [diff_sessions(x, y) for x, y in zip(xs, ys, strict=True)]
+            pairs += list(zip(xs, ys, strict=True))
             continue
-        sessions += [{"op": "only_a", "agent": x.agent, "a": x.id} for x in xs]
-        sessions += [{"op": "only_b", "agent": y.agent, "b": y.id} for y in ys]
+        pairs += [(x, None) for x in xs]
+        pairs += [(None, y) for y in ys]
+    # paired sessions are the same session in both runs: a lead's Agent result naming its
+    # child's id is not a difference
+    aliases = [p.id for pair in pairs if None not in pair for p in pair if p is not None]
+    for x, y in pairs:
+        if x is not None and y is not None:
+            sessions.append(diff_sessions(x, y, aliases))
+        elif x is not None:
+            sessions.append({"op": "only_a", "agent": x.agent, "a": x.id})
+        elif y is not None:
+            sessions.append({"op": "only_b", "agent": y.agent, "b": y.id})
     changed = [s for s in sessions if s["op"] != "same"]
     identical = not (run_fields or tasks or changed)
     return {"schema": SCHEMA, "identical": identical, "a": sa, "b": sb, "run": run_fields,

@@ -1,0 +1,185 @@
+"""`rerun` and `diff` of runs whose sessions delegate through the Agent tool, as a user runs
+them: `orchestrail run --lead --review` recorded in a real git repository and SQLite file
+(script provider), then executed again with tools for real.
+
+Asserted: the rerun has the recorded structure (lead.started -> the lead's session ->
+tool.requested(Agent) -> task.dispatched caused by it -> child session with
+parent_session and rerun_of -> review.requested -> reviewer -> review.completed); an
+unchanged run reruns without divergence and `diff` says the runs are the same; a file the
+first child's tests depend on, changed, stops the rerun at that child's pytest call and
+the lead is reported as stopped by it; a subagent that delegates further (depth 2) reruns
+its own child through its own Agent call.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import ROOT
+from tests.integration.test_run_cli import cli, events, of
+from tests.integration.test_run_lead_review import DELEGATOR, project, run
+
+STORY = ROOT / "examples" / "stories" / "story-4.2-event-store-backend-selection.md"
+SCRIPT = ROOT / "examples" / "scripts" / "story-4.2.yaml"
+
+
+@pytest.fixture(autouse=True)
+def scratch_in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Scratch workspaces (kept after a divergence) go under the test's own tmp dir."""
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    monkeypatch.setenv("TMPDIR", str(scratch))
+    return scratch
+
+
+def story_project(tmp: Path) -> Path:
+    """The demo's scratch project (examples/demo.sh), the lead's definition added."""
+    p = tmp / "story"
+    agents = p / ".claude" / "agents"
+    agents.mkdir(parents=True)
+    for name in ("backend-implementer", "reviewer", "orchestrator"):
+        (agents / f"{name}.md").write_text(
+            (ROOT / ".claude" / "agents" / f"{name}.md").read_text())
+    (p / "story.md").write_bytes(STORY.read_bytes())
+    (p / ".gitignore").write_text(".orchestrail/\n__pycache__/\n.pytest_cache/\n")
+    subprocess.run(["git", "init", "-q", str(p)], check=True)
+    subprocess.run(["git", "-C", str(p), "add", "-A"], check=True)
+    subprocess.run(["git", "-C", str(p), "-c", "user.name=t", "-c",
+                    "user.email=t@example.com", "commit", "-qm", "init"], check=True)
+    for args in (("task", "import", "story.md", "--agent", "backend-implementer",
+                  "--sequential"),
+                 ("task", "add", "Review the event store backends", "--id",
+                  "story-4-2.review", "--agent", "reviewer", "--depends-on", "story-4-2.t6",
+                  "--prompt", "Review the work on story 4.2, run the tests.")):
+        out = cli(p, *args)
+        assert out.returncode == 0, out.stderr
+    return p
+
+
+def rerun(p: Path, *args: str, code: int) -> dict[str, Any]:
+    out = cli(p, "rerun", *args, "--json", timeout=300)
+    assert out.returncode == code, (out.stdout[-3000:], out.stderr[-3000:])
+    return dict(json.loads(out.stdout))
+
+
+def test_lead_run_with_reviews_reruns_the_same_and_diverges_in_the_child(
+        tmp_path: Path) -> None:
+    p = story_project(tmp_path)
+    out = cli(p, "run", "--lead", "--review", "--script", str(SCRIPT), "--run-id", "led",
+              "--json", timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+
+    # 1. unchanged: every session again, no divergence, the recorded structure
+    rep = rerun(p, "led", "--run-id", "led-again", code=0)
+    assert rep["status"] == "same" and rep["divergence"] is None
+    parts = rep["sessions"]
+    assert [x["agent"] for x in parts[:3]] == ["orchestrator", "backend-implementer",
+                                                "reviewer"]
+    assert len(parts) == 15 and all(x["status"] == "completed" for x in parts)
+    assert rep["reviews_rerun"] == 7 and not rep["notes"]
+    evs = events(p)
+    old = [e for e in evs if e["correlation_id"] == "led"]
+    new = [e for e in evs if e["correlation_id"] == "led-again"]
+    lead_sid = of(new, "lead.started")[0]["data"]["session_id"]
+    assert lead_sid == parts[0]["session"]
+    lead_calls = [e for e in of(new, "tool.requested")
+                  if e["stream"] == f"session-{lead_sid}" and e["data"]["tool"] == "Agent"]
+    dispatched = of(new, "task.dispatched")
+    assert [d["causation_id"] for d in dispatched] == [c["id"] for c in lead_calls]
+    assert [d["data"]["task_id"] for d in dispatched] == [
+        d["data"]["task_id"] for d in of(old, "task.dispatched")]
+    for d in dispatched:
+        assert d["data"]["parent_session"] == lead_sid
+        start = next(e for e in new if e["stream"] == f"session-{d['data']['session_id']}")
+        assert start["causation_id"] == d["id"]
+        assert start["data"]["parent_session"] == lead_sid and start["data"]["depth"] == 1
+        assert start["data"]["rerun_of"]["run_id"] == "led"
+    verdicts = of(new, "review.completed")
+    assert [v["data"]["verdict"] for v in verdicts] == ["accept"] * 7
+    assert len(of(new, "task.completed")) == 7
+    # the lead's Agent results name the new children, not the recorded ones
+    results = [e["data"]["output"] for e in of(new, "tool.completed")
+               if e["stream"] == f"session-{lead_sid}"]
+    assert dispatched[0]["data"]["session_id"] in results[0]
+    # replay shows the tree; diff pairs the sessions and finds nothing
+    tree = json.loads(cli(p, "replay", "led-again", "--json").stdout)
+    lead_view = next(s for s in tree["sessions"] if s["id"] == lead_sid)
+    assert len(lead_view["children"]) == 7
+    same = cli(p, "diff", "led", "led-again")
+    assert same.returncode == 0 and "are the same: 15 session(s)" in same.stdout, same.stdout
+
+    # 2. a file the first child's tests import, changed: its pytest call diverges, the
+    # lead stops there (and says why), the scratch workspace is kept
+    (p / "store").mkdir()
+    (p / "store" / "__init__.py").write_text("raise ImportError('store was moved')\n")
+    rep = rerun(p, "led", "--workspace", str(p), "--run-id", "led-broken", code=1)
+    div = rep["divergence"]
+    t1 = next(e["data"]["session_id"] for e in of(old, "task.dispatched")
+              if e["data"]["task_id"] == "story-4-2.t1")
+    assert div["session"] == t1 and div["kind"] == "tool_result"
+    assert div["tool"] == "Bash" and "tests/test_interface.py" in div["input"]["command"]
+    assert (div["recorded"]["exit_code"], div["now"]["status"]) == (0, "error")
+    assert div["now"]["exit_code"] != 0 and "store was moved" in div["now"]["output"]
+    lead_part = rep["sessions"][0]
+    assert lead_part["agent"] == "orchestrator" and lead_part["divergence"]["kind"] == "child"
+    assert lead_part["divergence"]["child"] == t1
+    assert [x["agent"] for x in rep["sessions"]] == ["orchestrator", "backend-implementer"]
+    assert Path(rep["sessions"][1]["workspace"]["workspace"]).is_dir()  # kept
+    text = cli(p, "rerun", "led", "--workspace", str(p), timeout=300)
+    assert text.returncode == 1
+    assert f"DIVERGENCE in session {t1} (backend-implementer), turn 2" in text.stdout
+    assert "python -m pytest -q tests/test_interface.py" in text.stdout
+    differ = cli(p, "diff", "led", "led-broken")
+    assert differ.returncode == 1 and "only in a" in differ.stdout
+    assert cli(p, "verify").returncode == 0
+
+
+def test_a_subagent_that_delegates_further_reruns_its_own_child(tmp_path: Path) -> None:
+    p = project(tmp_path, """\
+        tasks:
+          _lead:
+            - tool_calls:
+                - {name: Agent, input: {subagent_type: delegator, description: "a: go",
+                                        prompt: "Go."}}
+            - "done"
+          a:
+            - tool_calls:
+                - {name: Agent, input: {subagent_type: delegator, description: "help me",
+                                        prompt: "Help with the notes."}}
+            - "a done with help"
+        default:
+          - tool_calls:
+              - {name: Agent, input: {subagent_type: delegator, description: "deeper",
+                                      prompt: "Deeper still."}}
+          - "gave up going deeper"
+        """, tasks="tasks:\n  - {id: a, title: A, agent: delegator}\n",
+                more_agents={"delegator": DELEGATOR})
+    run(p, "--lead", "--run-id", "deep")
+    rep = rerun(p, "deep", "--run-id", "deep-again", code=0)
+    assert [x["status"] for x in rep["sessions"]] == ["completed"] * 3
+    evs = events(p)
+    new = [e for e in evs if e["correlation_id"] == "deep-again"]
+    d = of(new, "task.dispatched")
+    assert [x["data"]["depth"] for x in d] == [1, 2]
+    child, grandchild = (x["data"]["session_id"] for x in d)
+    assert d[1]["data"]["parent_session"] == child
+    child_call = next(e for e in of(new, "tool.requested")
+                      if e["stream"] == f"session-{child}" and e["data"]["tool"] == "Agent")
+    assert d[1]["causation_id"] == child_call["id"]  # by cause: the child's own call
+    # the grandchild's Agent call is refused again at the depth limit, as recorded
+    refused = [e["data"] for e in of(new, "tool.completed")
+               if e["stream"] == f"session-{grandchild}"]
+    assert refused[0]["is_error"] and "depth limit reached (2)" in refused[0]["output"]
+    assert rep["sessions"][2]["tool_calls_compared"] == 1
+    same = cli(p, "diff", "deep", "deep-again")
+    assert same.returncode == 0, same.stdout
+    # a fork of a delegating run is refused (bad input, nothing written)
+    (p / "live.yaml").write_text("turns: [done]\n")
+    fork = cli(p, "rerun", "deep", "--live-from", "2", "--provider", "script", "--script",
+               "live.yaml")
+    assert fork.returncode == 2 and "delegated to subagents" in fork.stderr
