@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -49,3 +52,32 @@ def of_type(events: list[RecordedEvent], type_: str) -> list[RecordedEvent]:
 def one_call(tool: str, data: Any) -> list[Any]:
     """A script: one tool call, then a final answer."""
     return [{"tool_calls": [{"name": tool, "input": data}]}, {"text": "done"}]
+
+
+def running(marker: str) -> bool:
+    """Whether a live (not zombie) process has ``marker`` in its command line."""
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            cmd = Path(f"/proc/{pid}/cmdline").read_bytes()
+            stat = Path(f"/proc/{pid}/stat").read_text()
+        except OSError:
+            continue
+        if marker.encode() in cmd and ") Z " not in stat:
+            return True
+    return False
+
+
+async def killed(marker: str, within: float = 30.0) -> bool:
+    """Whether every process with ``marker`` is gone within ``within`` seconds.
+
+    Bash returns once it has SIGKILLed the command's process group; a signalled process
+    dies when the kernel next schedules it, which on a loaded machine can take longer than
+    any fixed sleep. A ``sleep 1000`` that escaped is still there after 30 s."""
+    deadline = time.monotonic() + within
+    while running(marker):
+        if time.monotonic() > deadline:
+            return False
+        await asyncio.sleep(0.02)
+    return True

@@ -5,15 +5,13 @@ effect outside the workspace)."""
 
 from __future__ import annotations
 
-import asyncio
-import os
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.unit.agents._runtime import of_type, one_call, run_script
+from tests.unit.agents._runtime import killed, of_type, one_call, run_script
 
 DENIED_BASH = [
     "echo ok; rm -rf /",
@@ -128,26 +126,13 @@ async def test_hostile_file_calls_are_denied(ws: Path, tool: str, data: dict[str
 
 # -- contained: allowed to run, but cannot escape -------------------------------------------
 
-def _running(marker: str) -> bool:
-    for pid in os.listdir("/proc"):
-        if pid.isdigit():
-            try:
-                cmd = Path(f"/proc/{pid}/cmdline").read_bytes()
-                stat = Path(f"/proc/{pid}/stat").read_text()
-            except OSError:
-                continue
-            if marker.encode() in cmd and ") Z " not in stat:
-                return True
-    return False
-
-
 async def test_never_ending_command_is_killed(ws: Path) -> None:
     t0 = time.monotonic()
     _result, events = await run_script(
         one_call("Bash", {"command": "sleep 1000.125", "timeout": 400}), ws)
     done = of_type(events, "tool.completed")[0].data
     assert done["timed_out"] and done["is_error"] and time.monotonic() - t0 < 10
-    assert not _running("1000.125")
+    assert await killed("1000.125")
 
 
 async def test_background_trick_is_reaped(ws: Path) -> None:
@@ -155,8 +140,7 @@ async def test_background_trick_is_reaped(ws: Path) -> None:
         one_call("Bash", {"command": "nohup sleep 1000.375 &"}), ws)
     done = of_type(events, "tool.completed")[0].data
     assert done["exit_code"] == 0
-    await asyncio.sleep(0.1)
-    assert not _running("1000.375")
+    assert await killed("1000.375")
 
 
 async def test_oversized_output_is_capped(ws: Path) -> None:

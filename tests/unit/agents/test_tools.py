@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import os
 import time
@@ -28,6 +27,7 @@ from agents.tools import (
     minimal_env,
 )
 from agents.tools.schema import check_schema, validate
+from tests.unit.agents._runtime import killed
 
 
 @pytest.fixture
@@ -223,7 +223,7 @@ async def test_bash_timeout_kills_the_whole_group(ctx: ToolContext) -> None:
     r = await Bash().run({"command": f"sleep {marker} & sleep {marker}", "timeout": 300}, ctx)
     assert time.monotonic() - t0 < 5
     assert r.timed_out and r.is_error and "timed out" in r.output
-    assert not _running(marker)
+    assert await killed(marker)
 
 
 async def test_bash_background_leftovers_are_killed(ctx: ToolContext) -> None:
@@ -232,8 +232,7 @@ async def test_bash_background_leftovers_are_killed(ctx: ToolContext) -> None:
     r = await Bash().run({"command": f"nohup sleep {marker} >/dev/null 2>&1 & echo started"},
                          ctx)
     assert r.exit_code == 0 and "started" in r.output and time.monotonic() - t0 < 5
-    await asyncio.sleep(0.1)
-    assert not _running(marker)
+    assert await killed(marker)
 
 
 async def test_bash_output_is_capped(ctx: ToolContext) -> None:
@@ -256,18 +255,6 @@ async def test_bash_timeout_clamped_by_context(ctx: ToolContext) -> None:
     assert r.timed_out and time.monotonic() - t0 < 5
 
 
-def _running(marker: str) -> bool:
-    for pid in os.listdir("/proc"):
-        if not pid.isdigit():
-            continue
-        try:
-            cmd = Path(f"/proc/{pid}/cmdline").read_bytes()
-            stat = Path(f"/proc/{pid}/stat").read_text()
-        except OSError:
-            continue
-        if marker.encode() in cmd and ") Z " not in stat:
-            return True
-    return False
 
 
 # -- TodoWrite / Agent -----------------------------------------------------------------------
