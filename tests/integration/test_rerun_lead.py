@@ -14,6 +14,7 @@ its own child through its own Agent call.
 from __future__ import annotations
 
 import json
+import sqlite3
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -22,7 +23,7 @@ import pytest
 
 from tests.conftest import ROOT
 from tests.integration.test_run_cli import cli, events, of
-from tests.integration.test_run_lead_review import DELEGATOR, project, run
+from tests.integration.test_run_lead_review import DELEGATOR, LEAD_AND_REVIEW, project, run
 
 STORY = ROOT / "examples" / "stories" / "story-4.2-event-store-backend-selection.md"
 SCRIPT = ROOT / "examples" / "scripts" / "story-4.2.yaml"
@@ -183,3 +184,45 @@ def test_a_subagent_that_delegates_further_reruns_its_own_child(tmp_path: Path) 
     fork = cli(p, "rerun", "deep", "--live-from", "2", "--provider", "script", "--script",
                "live.yaml")
     assert fork.returncode == 2 and "delegated to subagents" in fork.stderr
+
+
+def test_a_retried_attempt_and_its_reviews_rerun_inside_the_same_agent_call(
+        tmp_path: Path) -> None:
+    """Task a: attempt 1 rejected by the reviewer, attempt 2 accepted, both inside the
+    lead's first Agent call; both attempts and both reviews run again, in order."""
+    p = project(tmp_path, LEAD_AND_REVIEW)
+    run(p, "--lead", "--review", "--run-id", "retried")
+    rep = rerun(p, "retried", "--run-id", "retried-again", code=0)
+    assert [x["agent"] for x in rep["sessions"]] == [
+        "orchestrator", "tester", "reviewer", "tester", "reviewer", "tester", "reviewer"]
+    evs = events(p)
+    new = [e for e in evs if e["correlation_id"] == "retried-again"]
+    d = of(new, "task.dispatched")
+    assert [(x["data"]["task_id"], x["data"]["attempt"]) for x in d] == [
+        ("a", 1), ("a", 2), ("b", 1)]
+    assert d[0]["causation_id"] == d[1]["causation_id"]  # one Agent call, two attempts
+    assert [r["data"]["verdict"] for r in of(new, "review.completed")] == [
+        "reject", "accept", "accept"]
+    assert cli(p, "diff", "retried", "retried-again").returncode == 0
+
+    # the recording says b's subagent answered otherwise (its agent.finished edited in
+    # SQLite): the rerun's answer differs -> a divergence at the lead's level, naming the
+    # lead's Agent call and the child
+    b_child = d[2]["data"]["rerun_of"]["session_id"]
+    db = sqlite3.connect(p / ".orchestrail" / "events.db")
+    for (name,) in db.execute("SELECT name FROM sqlite_master WHERE type='trigger'"):
+        db.execute(f'DROP TRIGGER "{name}"')
+    changed = db.execute("UPDATE events SET data = replace(data, 'wrote b.txt', 'wrote c.txt')"
+                         " WHERE type = 'agent.finished' AND stream = ?",
+                         (f"session-{b_child}",)).rowcount
+    db.commit()
+    db.close()
+    assert changed == 1
+    rep = rerun(p, "retried", code=1)
+    div = rep["divergence"]
+    lead = next(e["data"]["session_id"] for e in of(evs, "lead.started")
+                if e["correlation_id"] == "retried")
+    assert div["kind"] == "child_result" and div["session"] == lead
+    assert div["child_session"] == b_child and div["tool"] == "Agent"
+    assert (div["recorded"], div["now"]) == ("wrote c.txt", "wrote b.txt")
+    assert div["turn"] == 2
