@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import abc
 import asyncio
-from collections.abc import AsyncIterator, Iterable, Sequence
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Iterable, Sequence
 from datetime import UTC, datetime
 from types import TracebackType
 from typing import ClassVar
@@ -44,6 +45,20 @@ from eventstore.verify import VerifyReport, verify_store
 
 MAX_PAGE = 10_000
 READ_BATCH = 1_000
+
+
+async def wait_at_most(awaitable: Awaitable[object], timeout: float) -> None:
+    """Await ``awaitable`` for at most ``timeout`` seconds; running out is not an error.
+
+    For the backends' ``_wait_for_append``. Not ``asyncio.wait_for``: on Python 3.11 it
+    swallows a cancellation that arrives in the loop step where the awaited thing
+    completes (a subscriber stopped the moment an append wakes it), and the subscription
+    then polls forever. ``asyncio.timeout`` awaits in the caller's task, so the
+    cancellation is delivered.
+    """
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(timeout):
+            await awaitable
 
 
 class EventStore(abc.ABC):

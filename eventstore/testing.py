@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import io
 import itertools
 import json
 import os
@@ -147,10 +148,18 @@ class Collector:
     async def wait_count(self, n: int, within: float = 20.0) -> None:
         await self.wait_for(lambda evs: len(evs) >= n, within)
 
-    async def stop(self) -> None:
+    async def stop(self, within: float = 30.0) -> None:
+        """Cancel the subscription; it must end (a swallowed cancel would poll forever)."""
         self._task.cancel()
+        done, _ = await asyncio.wait({self._task}, timeout=within)
+        if not done:
+            where = io.StringIO()
+            self._task.print_stack(file=where)
+            self._task.cancel()
+            raise AssertionError(f"the subscription was cancelled and still ran {within}s "
+                                 f"on, in:\n{where.getvalue()}")
         with contextlib.suppress(asyncio.CancelledError):
-            await self._task
+            self._task.result()
 
 
 def local_store_files(url: str) -> list[Path]:
@@ -713,6 +722,22 @@ class StoreContract(_ContractBase):
             await sub.wait_count(5)
             assert ids(sub.events) == ids(sent + more)
         finally:
+            await sub.stop()
+
+    @pytest.mark.timeout(120)
+    async def test_subscription_stopped_as_an_append_wakes_it_ends(
+        self, store: EventStore
+    ) -> None:
+        """The cancel and the wake-up in one loop step (the append returns, the caller stops
+        the subscriber at once): the subscription ends. ``asyncio.wait_for`` on Python 3.11
+        swallowed that cancel and the subscriber polled forever."""
+        for i in range(10):
+            sub = Collector(store, after=await store.head_position())
+            await store.append(f"run-{i}", batch(1))
+            await sub.wait_count(1)
+            for _ in range(20):  # let it reach its wait for the next append
+                await asyncio.sleep(0)
+            await store.append(f"run-{i}", batch(1))
             await sub.stop()
 
     @pytest.mark.timeout(90)

@@ -63,7 +63,7 @@ from eventstore.backends.esdb_codec import (
     namespace_filter,
     server_filter,
 )
-from eventstore.base import EventStore
+from eventstore.base import EventStore, wait_at_most
 from eventstore.errors import ConfigError, StoreError, StoreUnavailable
 from eventstore.model import (
     ANY,
@@ -477,6 +477,5 @@ class EsdbStore(EventStore):
             self._watcher = asyncio.create_task(self._watch())
         async with self._wake:
             start = self._generation
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(
-                    self._wake.wait_for(lambda: self._generation != start), timeout)
+            await wait_at_most(self._wake.wait_for(lambda: self._generation != start),
+                               timeout)

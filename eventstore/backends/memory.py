@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 
 from eventstore.append import Existing, Head, plan_append, result_of
-from eventstore.base import EventStore
+from eventstore.base import EventStore, wait_at_most
 from eventstore.model import (
     ANY,
     AppendResult,
@@ -123,12 +123,7 @@ class MemoryStore(EventStore):
         if self._head > after:
             return
         async with self._changed:
-            try:
-                await asyncio.wait_for(
-                    self._changed.wait_for(lambda: self._head > after), timeout
-                )
-            except TimeoutError:
-                pass
+            await wait_at_most(self._changed.wait_for(lambda: self._head > after), timeout)
 
 
 _NAMED: dict[str, MemoryStore] = {}

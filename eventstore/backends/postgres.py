@@ -60,7 +60,7 @@ from eventstore.backends.pg_schema import (
     ensure_schema,
     unavailable,
 )
-from eventstore.base import EventStore
+from eventstore.base import EventStore, wait_at_most
 from eventstore.errors import StoreUnavailable
 from eventstore.model import (
     ANY,
@@ -491,9 +491,7 @@ class PostgresStore(EventStore):
             self._listener = asyncio.create_task(self._listen(), name="orchestrail-pg-listen")
         if self._seen_head > after:
             return
-        event = self._wakeup
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(event.wait(), timeout)
+        await wait_at_most(self._wakeup.wait(), timeout)
 
     async def _listen(self) -> None:
         """Hold a LISTEN connection; reconnect with backoff; never raise into waiters."""

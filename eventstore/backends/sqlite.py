@@ -50,7 +50,7 @@ from eventstore.backends.sqlite_schema import (
     ensure_schema,
 )
 from eventstore.backends.sqlite_writer import Writer, append_in_transaction, read_sequence
-from eventstore.base import EventStore
+from eventstore.base import EventStore, wait_at_most
 from eventstore.canonical import parse_ts
 from eventstore.errors import StoreCorrupted
 from eventstore.model import (
@@ -147,10 +147,7 @@ class SQLiteStore(EventStore):
         """Wake on a commit from this process at once; other processes' by polling."""
         if self._committed > after:  # committed here after the caller's last look
             return
-        try:
-            await asyncio.wait_for(self._appended.wait(), timeout)
-        except TimeoutError:
-            pass
+        await wait_at_most(self._appended.wait(), timeout)
 
     # ---- reads ------------------------------------------------------------------------
 
