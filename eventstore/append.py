@@ -215,10 +215,9 @@ def plan_append_values(
     first_position: int,
 ) -> AppendResult | list[tuple[Any, ...]]:
     """``plan_append`` returning ``build_values`` tuples (positions from ``first_position``)."""
-    done = idempotent_result(stream, events, expected, existing)
+    done = decide(stream, events, expected, head, existing)
     if done is not None:
         return done
-    check_expected_version(stream, expected, head)
     return build_values(stream, events, head, recorded_at, first_position)
 
 
@@ -234,11 +233,21 @@ def plan_append(
 
     Raises ``WrongExpectedVersion`` or ``DuplicateEventId`` before anything is written.
     """
-    done = idempotent_result(stream, events, expected, existing)
+    done = decide(stream, events, expected, head, existing)
     if done is not None:
         return done
-    check_expected_version(stream, expected, head)
     return build_rows(stream, events, head, recorded_at)
+
+
+def decide(
+    stream: str, events: Sequence[NewEvent], expected: ExpectedVersion, head: Head | None,
+    existing: dict[str, Existing],
+) -> AppendResult | None:
+    """The original result for a retry, None for a fresh append; raises when it may not go."""
+    done = idempotent_result(stream, events, expected, existing)
+    if done is None:
+        check_expected_version(stream, expected, head)
+    return done
 
 
 #: Types and actors already found valid: a few dozen distinct values make up nearly every
