@@ -19,23 +19,20 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from tests.conftest import ROOT
+from tests.integration.test_rerun_cli import scratch_in_tmp  # noqa: F401 (autouse)
 from tests.integration.test_run_cli import cli, events, of
-from tests.integration.test_run_lead_review import DELEGATOR, LEAD_AND_REVIEW, project, run
+from tests.integration.test_run_lead_review import (
+    DEEP_SCRIPT,
+    DEEP_TASKS,
+    DELEGATOR,
+    LEAD_AND_REVIEW,
+    project,
+    run,
+)
 
 STORY = ROOT / "examples" / "stories" / "story-4.2-event-store-backend-selection.md"
 SCRIPT = ROOT / "examples" / "scripts" / "story-4.2.yaml"
-
-
-@pytest.fixture(autouse=True)
-def scratch_in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """Scratch workspaces (kept after a divergence) go under the test's own tmp dir."""
-    scratch = tmp_path / "scratch"
-    scratch.mkdir()
-    monkeypatch.setenv("TMPDIR", str(scratch))
-    return scratch
 
 
 def story_project(tmp: Path) -> Path:
@@ -141,25 +138,7 @@ def test_lead_run_with_reviews_reruns_the_same_and_diverges_in_the_child(
 
 
 def test_a_subagent_that_delegates_further_reruns_its_own_child(tmp_path: Path) -> None:
-    p = project(tmp_path, """\
-        tasks:
-          _lead:
-            - tool_calls:
-                - {name: Agent, input: {subagent_type: delegator, description: "a: go",
-                                        prompt: "Go."}}
-            - "done"
-          a:
-            - tool_calls:
-                - {name: Agent, input: {subagent_type: delegator, description: "help me",
-                                        prompt: "Help with the notes."}}
-            - "a done with help"
-        default:
-          - tool_calls:
-              - {name: Agent, input: {subagent_type: delegator, description: "deeper",
-                                      prompt: "Deeper still."}}
-          - "gave up going deeper"
-        """, tasks="tasks:\n  - {id: a, title: A, agent: delegator}\n",
-                more_agents={"delegator": DELEGATOR})
+    p = project(tmp_path, DEEP_SCRIPT, tasks=DEEP_TASKS, more_agents={"delegator": DELEGATOR})
     run(p, "--lead", "--run-id", "deep")
     rep = rerun(p, "deep", "--run-id", "deep-again", code=0)
     assert [x["status"] for x in rep["sessions"]] == ["completed"] * 3

@@ -456,26 +456,31 @@ You delegate.
 """
 
 
+#: the lead -> a (delegator) -> an ad-hoc task (delegator, depth 2), whose own Agent call
+#: the depth limit refuses
+DEEP_SCRIPT = """\
+    tasks:
+      _lead:
+        - tool_calls:
+            - {name: Agent, input: {subagent_type: delegator, description: "a: go",
+                                    prompt: "Go."}}
+        - "done"
+      a:
+        - tool_calls:
+            - {name: Agent, input: {subagent_type: delegator, description: "help me",
+                                    prompt: "Help with the notes."}}
+        - "a done with help"
+    default:
+      - tool_calls:
+          - {name: Agent, input: {subagent_type: delegator, description: "deeper",
+                                  prompt: "Deeper still."}}
+      - "gave up going deeper"
+    """
+DEEP_TASKS = "tasks:\n  - {id: a, title: A, agent: delegator}\n"
+
+
 def test_a_subagent_delegates_further_down_to_the_depth_limit(tmp_path: Path) -> None:
-    p = project(tmp_path, """\
-        tasks:
-          _lead:
-            - tool_calls:
-                - {name: Agent, input: {subagent_type: delegator, description: "a: go",
-                                        prompt: "Go."}}
-            - "done"
-          a:
-            - tool_calls:
-                - {name: Agent, input: {subagent_type: delegator, description: "help me",
-                                        prompt: "Help with the notes."}}
-            - "a done with help"
-        default:
-          - tool_calls:
-              - {name: Agent, input: {subagent_type: delegator, description: "deeper",
-                                      prompt: "Deeper still."}}
-          - "gave up going deeper"
-        """, tasks="tasks:\n  - {id: a, title: A, agent: delegator}\n",
-                more_agents={"delegator": DELEGATOR})
+    p = project(tmp_path, DEEP_SCRIPT, tasks=DEEP_TASKS, more_agents={"delegator": DELEGATOR})
     rep = run(p, "--lead")
     evs = events(p)
     lead_sid = of(evs, "lead.started")[0]["data"]["session_id"]
