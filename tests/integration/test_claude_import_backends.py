@@ -44,9 +44,11 @@ async def test_every_backend_gets_the_same_trail(tmp_path: Path, pg_url: str) ->
         write_session(tree / f"p{i}", layout, i + 2, prompts=2, steps=5)
     results = {}
     for name, url in (("sqlite", f"sqlite:///{tmp_path / 'e.db'}"),
-                      ("jsonl", f"file://{tmp_path / 'jsonl'}"),
+                      ("jsonl", f"file:///{tmp_path / 'jsonl'}"),
                       ("postgres", pg_url)):
         results[name] = await _import_and_read(url, tree)
+    # in the test's own directory (``file://`` + an absolute path would be relative to cwd)
+    assert (tmp_path / "jsonl" / "store.json").is_file()
     appended, again, rows = results["sqlite"]
     assert appended > 300 and again == 0 and len(rows) == appended
     for name in ("jsonl", "postgres"):
