@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import sqlite3
-import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -29,34 +28,10 @@ from tests.integration.test_run_lead_review import (
     LEAD_AND_REVIEW,
     project,
     run,
+    story_project,
 )
 
-STORY = ROOT / "examples" / "stories" / "story-4.2-event-store-backend-selection.md"
 SCRIPT = ROOT / "examples" / "scripts" / "story-4.2.yaml"
-
-
-def story_project(tmp: Path) -> Path:
-    """The demo's scratch project (examples/demo.sh), the lead's definition added."""
-    p = tmp / "story"
-    agents = p / ".claude" / "agents"
-    agents.mkdir(parents=True)
-    for name in ("backend-implementer", "reviewer", "orchestrator"):
-        (agents / f"{name}.md").write_text(
-            (ROOT / ".claude" / "agents" / f"{name}.md").read_text())
-    (p / "story.md").write_bytes(STORY.read_bytes())
-    (p / ".gitignore").write_text(".orchestrail/\n__pycache__/\n.pytest_cache/\n")
-    subprocess.run(["git", "init", "-q", str(p)], check=True)
-    subprocess.run(["git", "-C", str(p), "add", "-A"], check=True)
-    subprocess.run(["git", "-C", str(p), "-c", "user.name=t", "-c",
-                    "user.email=t@example.com", "commit", "-qm", "init"], check=True)
-    for args in (("task", "import", "story.md", "--agent", "backend-implementer",
-                  "--sequential"),
-                 ("task", "add", "Review the event store backends", "--id",
-                  "story-4-2.review", "--agent", "reviewer", "--depends-on", "story-4-2.t6",
-                  "--prompt", "Review the work on story 4.2, run the tests.")):
-        out = cli(p, *args)
-        assert out.returncode == 0, out.stderr
-    return p
 
 
 def rerun(p: Path, *args: str, code: int) -> dict[str, Any]:

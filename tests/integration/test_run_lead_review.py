@@ -315,11 +315,10 @@ def test_lead_on_the_anthropic_wire_protocol(tmp_path: Path) -> None:
     assert d["causation_id"] == agent_calls(evs, lead_sid)[0]["id"]
 
 
-def test_the_seed_story_run_by_the_lead_with_reviews(tmp_path: Path) -> None:
-    """The demo's story, but in the seed's orchestrator mode: the lead dispatches the seven
-    tasks one at a time (examples/scripts/story-4.2.yaml, `_lead:`), a reviewer judges
-    each result, every dispatch is caused by one of the lead's Agent calls."""
-    p = tmp_path / "story"
+def story_project(tmp: Path) -> Path:
+    """The demo's scratch project (examples/demo.sh: story 4.2 imported, the review task
+    added), with the lead's definition."""
+    p = tmp / "story"
     agents = p / ".claude" / "agents"
     agents.mkdir(parents=True)
     for name in ("backend-implementer", "reviewer", "orchestrator"):
@@ -335,9 +334,19 @@ def test_the_seed_story_run_by_the_lead_with_reviews(tmp_path: Path) -> None:
     for args in (("task", "import", "story.md", "--agent", "backend-implementer",
                   "--sequential"),
                  ("task", "add", "Review the event store backends", "--id",
-                  "story-4-2.review", "--agent", "reviewer", "--depends-on", "story-4-2.t6")):
+                  "story-4-2.review", "--agent", "reviewer", "--depends-on", "story-4-2.t6",
+                  "--prompt", "Review the work on story 4.2 (git log, the store/ package), "
+                  "run the tests, report problems.")):
         out = cli(p, *args)
         assert out.returncode == 0, out.stderr
+    return p
+
+
+def test_the_seed_story_run_by_the_lead_with_reviews(tmp_path: Path) -> None:
+    """The demo's story, but in the seed's orchestrator mode: the lead dispatches the seven
+    tasks one at a time (examples/scripts/story-4.2.yaml, `_lead:`), a reviewer judges
+    each result, every dispatch is caused by one of the lead's Agent calls."""
+    p = story_project(tmp_path)
     out = cli(p, "run", "--script", str(ROOT / "examples" / "scripts" / "story-4.2.yaml"),
               "--lead", "--review", "--json", timeout=300)
     assert out.returncode == 0, (out.stdout, out.stderr[-3000:])
