@@ -488,6 +488,43 @@ async def rerun_session(store: EventStore, recorded: Session, events: list[Recor
             "final_text": result.final_text, "workspace": scratch.to_dict()}
 
 
+async def rerun_in_scratch(store: EventStore, state: RunState, s: Session,
+                           events: list[RecordedEvent], opts: RerunOptions, run_id: str,
+                           origin: str, report: dict[str, Any], *,
+                           session_kw: dict[str, Any] | None = None,
+                           tree: TreeRerun | None = None) -> dict[str, Any]:
+    """``rerun_session`` in a fresh scratch workspace (the recorded start, or
+    ``--workspace``), its part added to ``report`` where it started; the scratch removed
+    unless kept (by default: kept after a divergence)."""
+    base = Path(tempfile.mkdtemp(prefix="orchestrail-rerun-"))
+    try:
+        if opts.workspace is not None:
+            scratch = await scratch_from_dir(opts.workspace, base)
+        else:
+            workspace, git = await _start_state(store, state, s)
+            scratch = await scratch_from_record(workspace, git, base)
+    except BaseException:
+        shutil.rmtree(base, ignore_errors=True)
+        raise
+    slot = len(report["sessions"])
+    report["sessions"].append(None)  # its place: children run (and report) before it ends
+    try:
+        part = await rerun_session(store, s, events, scratch, opts, run_id, origin,
+                                   session_kw=session_kw, tree=tree)
+    except BaseException:  # bad input found late, Ctrl-C: leave no scratch behind
+        if not opts.keep:
+            shutil.rmtree(base, ignore_errors=True)
+        raise
+    report["sessions"][slot] = part
+    report["notes"].extend(part["notes"])
+    report["reproduction"].append({"session": s.id, **scratch.to_dict()})
+    keep = opts.keep if opts.keep is not None else part["divergence"] is not None
+    if not keep:
+        shutil.rmtree(base, ignore_errors=True)
+        part["workspace"]["removed"] = True
+    return part
+
+
 def _roots(state: RunState) -> list[Session]:
     roots = [s for s in state.sessions.values() if not s.parent_session]
     return sorted(roots, key=lambda s: (s.started_at is None, s.started_at, s.id))
@@ -579,35 +616,14 @@ async def rerun(store: EventStore, run_id: str, opts: RerunOptions) -> dict[str,
         return await _rerun_tree(store, state, opts, new_run, run_id, report)
     for s in roots:
         events = [ev async for ev in store.read_stream(f"session-{s.id}")]
-        base = Path(tempfile.mkdtemp(prefix="orchestrail-rerun-"))
-        try:
-            if opts.workspace is not None:
-                scratch = await scratch_from_dir(opts.workspace, base)
-            else:
-                workspace, git = await _start_state(store, state, s)
-                scratch = await scratch_from_record(workspace, git, base)
-        except BaseException:
-            shutil.rmtree(base, ignore_errors=True)
-            raise
         fork = opts.live_from
         this_opts = opts
         if fork is not None and fork.session is not None and not s.id.startswith(fork.session):
             from dataclasses import replace
 
             this_opts = replace(opts, live_from=None, live=None)
-        try:
-            part = await rerun_session(store, s, events, scratch, this_opts, new_run, run_id)
-        except BaseException:  # bad input found late, Ctrl-C: leave no scratch behind
-            if not opts.keep:
-                shutil.rmtree(base, ignore_errors=True)
-            raise
-        report["sessions"].append(part)
-        report["notes"].extend(part["notes"])
-        report["reproduction"].append({"session": s.id, **scratch.to_dict()})
-        keep = opts.keep if opts.keep is not None else part["divergence"] is not None
-        if not keep:
-            shutil.rmtree(base, ignore_errors=True)
-            part["workspace"]["removed"] = True
+        part = await rerun_in_scratch(store, state, s, events, this_opts, new_run, run_id,
+                                      report)
         if part["divergence"] is not None:
             report["divergence"] = part["divergence"]
             break

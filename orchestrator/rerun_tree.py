@@ -30,10 +30,7 @@ lineage.
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from orchestrator.rerun import RerunError
@@ -174,45 +171,16 @@ class TreeRerun:
     async def session(self, recorded: Session, new_sid: str, scratch_kw: dict[str, Any],
                       ) -> dict[str, Any]:
         """Run one recorded session again (any depth) in a fresh scratch workspace."""
-        from orchestrator.rerun import (
-            _start_state,
-            rerun_session,
-            scratch_from_dir,
-            scratch_from_record,
-        )
+        from orchestrator.rerun import rerun_in_scratch
 
         self.recorded_of[new_sid] = recorded.id
         self.new_of[recorded.id] = new_sid
-        base = Path(tempfile.mkdtemp(prefix="orchestrail-rerun-"))
-        try:
-            if self.opts.workspace is not None:
-                scratch = await scratch_from_dir(self.opts.workspace, base)
-            else:
-                workspace, git = await _start_state(self.store, self.state, recorded)
-                scratch = await scratch_from_record(workspace, git, base)
-        except BaseException:
-            shutil.rmtree(base, ignore_errors=True)
-            raise
-        slot = len(self.report["sessions"])
-        self.report["sessions"].append(None)
-        try:
-            part = await rerun_session(self.store, recorded, self.rec.events[recorded.id],
-                                       scratch, self.opts, self.run_id, self.origin,
-                                       session_kw={"session_id": new_sid, **scratch_kw},
-                                       tree=self)
-        except BaseException:
-            if not self.opts.keep:
-                shutil.rmtree(base, ignore_errors=True)
-            raise
-        self.report["sessions"][slot] = part
-        self.report["notes"].extend(part["notes"])
-        self.report["reproduction"].append({"session": recorded.id, **scratch.to_dict()})
+        part = await rerun_in_scratch(
+            self.store, self.state, recorded, self.rec.events[recorded.id], self.opts,
+            self.run_id, self.origin, self.report,
+            session_kw={"session_id": new_sid, **scratch_kw}, tree=self)
         if part["divergence"] is not None and self.divergence is None:
             self.divergence = part["divergence"]
-        keep = self.opts.keep if self.opts.keep is not None else part["divergence"] is not None
-        if not keep:
-            shutil.rmtree(base, ignore_errors=True)
-            part["workspace"]["removed"] = True
         return part
 
     async def delegate(self, req: DelegateRequest) -> str:
