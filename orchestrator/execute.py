@@ -280,8 +280,8 @@ async def execute_task(task: TaskState, attempt: int, cfg: ExecConfig, *,
             session.cancelled_as = (status, reason)
 
     s0 = time.monotonic()
-    result, stopped = await _supervise(runner, stop_as, cfg.timeout, cancel, heartbeat,
-                                       heartbeat_every)
+    result, stopped = await supervise(runner, stop_as, cfg.timeout, cancel, heartbeat,
+                                      heartbeat_every)
     out.session_seconds = time.monotonic() - s0
     if stopped is not None:
         out.status, out.error = stopped
@@ -292,14 +292,16 @@ async def execute_task(task: TaskState, attempt: int, cfg: ExecConfig, *,
             out.usage = dict(session.usage)
             out.cost_usd = None if session.unpriced else session.cost
     if result is not None:
-        _fill(out, result)
-    out.diff = await _record_diff(cfg, ws, task, out, dispatched.id)
+        fill_outcome(out, result)
+    out.diff = await record_diff(cfg, ws, task, out, dispatched.id)
     out.seconds = time.monotonic() - t0
     return out
 
 
-def _fill(out: TaskOutcome, result: Any) -> None:
-    """Copy a SessionResult (native loop) or ClaudeCodeResult into the outcome."""
+def fill_outcome(out: TaskOutcome, result: Any) -> None:
+    """Copy a SessionResult (native loop) or ClaudeCodeResult into the outcome: how a
+    session that ended by itself ended (``execute_task``, and ``resume`` for a session it
+    continued)."""
     out.status = str(result.status)
     out.error = result.error
     out.error_kind = getattr(result, "error_kind", None)
@@ -311,14 +313,22 @@ def _fill(out: TaskOutcome, result: Any) -> None:
     out.cost_usd = result.cost_usd
 
 
-async def _supervise(runner: Awaitable[Any], stop_as: Callable[[str, str], None],
-                     timeout: float | None, cancel: Cancel | None,
-                     heartbeat: Heartbeat | None, every: float
-                     ) -> tuple[Any, tuple[str, str] | None]:
-    """Await the session; stop it on timeout, ``cancel`` or a failing heartbeat.
+async def supervise(runner: Awaitable[Any], stop_as: Callable[[str, str], None],
+                    timeout: float | None, cancel: Cancel | None,
+                    heartbeat: Heartbeat | None, every: float
+                    ) -> tuple[Any, tuple[str, str] | None]:
+    """Await a session (``runner``: its ``run()`` coroutine); stop it on ``timeout``,
+    ``cancel`` or a failing ``heartbeat``. Shared by every session a run starts: a task's
+    attempt (``execute_task``), a resumed one (``resume``), the lead's and a reviewer's.
 
     Returns ``(result, None)`` when it ended by itself, ``(None, (status, reason))`` when
-    it was stopped (its ``agent.failed`` then records that status)."""
+    it was stopped: ``stop_as(status, reason)`` is called first, so its ``agent.failed``
+    records that status. When the caller itself is cancelled, the session is stopped as
+    ``cancelled`` and ``CancelledError`` propagates, but only once the session has
+    recorded its end: a session is never left half-stopped, and the caller's cancellation
+    is never swallowed, also when both happen at the same moment."""
+    me = asyncio.current_task()
+    base = me.cancelling() if me is not None else 0  # cancellations of the caller so far
     session_task = asyncio.ensure_future(runner)
     helpers: list[asyncio.Future[Any]] = []
     cancel_wait = asyncio.ensure_future(cancel.wait()) if cancel is not None else None
@@ -344,8 +354,7 @@ async def _supervise(runner: Awaitable[Any], stop_as: Callable[[str, str], None]
             stopped = ("timeout", f"task timed out after {timeout:g} s")
         stop_as(*stopped)
         session_task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await session_task
+        await _stopped(session_task, base)
         return None, stopped
     finally:
         for h in helpers:
@@ -357,8 +366,28 @@ async def _supervise(runner: Awaitable[Any], stop_as: Callable[[str, str], None]
         if not session_task.done():  # we ourselves were cancelled: stop the session too
             stop_as("cancelled", "the attempt was cancelled")
             session_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await asyncio.shield(session_task)
+            await _stopped(session_task, base)
+
+
+async def _stopped(session_task: asyncio.Future[Any], base: int) -> None:
+    """Wait until a session we cancelled has ended (its ``agent.failed`` recorded).
+
+    The wait is shielded: a cancellation of the caller meanwhile must not reach the
+    session a second time (that would cut its ``agent.failed`` short), and it must not be
+    lost either: it is held back and re-raised once the session has ended. The session's
+    own ``CancelledError`` (the stop we asked for) is its normal ending. ``base``: how
+    many cancellations the caller had pending when it started the session."""
+    me = asyncio.current_task()
+    while not session_task.done():
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.shield(session_task)
+    if me is not None and me.cancelling() > base:
+        if not session_task.cancelled():
+            session_task.exception()  # retrieved: the caller's cancellation wins
+        raise asyncio.CancelledError
+    failure = None if session_task.cancelled() else session_task.exception()
+    if failure is not None:  # e.g. the store failed while it recorded its end
+        raise failure
 
 
 async def _beat(heartbeat: Heartbeat, every: float,
@@ -366,7 +395,7 @@ async def _beat(heartbeat: Heartbeat, every: float,
     """Call ``heartbeat`` every ``every`` seconds. Each call is shielded: cancelling a
     store append does not undo a COMMIT already sent, so a renewal cut off when the
     session ends could still land after the caller read the task's version, and the
-    caller's own completion would then fail on the version check. ``_supervise`` waits
+    caller's own completion would then fail on the version check. ``supervise`` waits
     for the last call instead."""
     while True:
         await asyncio.sleep(every)
@@ -438,9 +467,12 @@ async def _claude_code(cfg: ExecConfig, definition: AgentDefinition, task: TaskS
                             run_id=cfg.run_id, session_id=session_id, causation_id=causation)
 
 
-async def _record_diff(cfg: ExecConfig, ws: Workspace, task: TaskState, out: TaskOutcome,
-                       causation: str) -> dict[str, Any] | None:
-    """Commit what the session left on the task's branch and record ``workspace.diff``."""
+async def record_diff(cfg: ExecConfig, ws: Workspace, task: TaskState, out: TaskOutcome,
+                      causation: str) -> dict[str, Any] | None:
+    """Commit what the session left on the task's branch and record ``workspace.diff`` on
+    the session's stream (caused by ``causation``); returns the diff without its patch.
+    After every attempt (``execute_task``), and by ``resume`` for a session it continued
+    or one that ended just before the crash without its diff."""
     from eventstore.model import NewEvent
     from orchestrator.workspace import WorkspaceError
 
@@ -457,6 +489,7 @@ async def _record_diff(cfg: ExecConfig, ws: Workspace, task: TaskState, out: Tas
         data={"task_id": task.id, "session_id": out.session_id, "attempt": out.attempt,
               **(out.workspace or {}), **diff})])
     return {k: v for k, v in diff.items() if k != "patch"}
+
 
 
 async def settle(backlog: Backlog, outcome: TaskOutcome, worker: str, *,

@@ -105,7 +105,7 @@ class SessionReviewer:
 
         from agents.loop import Budgets
         from eventstore.model import NewEvent
-        from orchestrator.execute import Cancel, _new_id, _supervise
+        from orchestrator.execute import Cancel, _new_id, supervise
         from orchestrator.roles import role_session
         from orchestrator.rolescripts import review_keys
 
@@ -153,8 +153,8 @@ class SessionReviewer:
                 session.cancelled_as = (st, why)
 
             try:
-                result, stopped = await _supervise(session.run(), stop_as, cfg.timeout,
-                                                   handle, None, 60.0)
+                result, stopped = await supervise(session.run(), stop_as, cfg.timeout,
+                                                  handle, None, 60.0)
             finally:
                 self._cancels.discard(handle)
             if stopped is not None:

@@ -1,4 +1,4 @@
-"""The heartbeat of an attempt (``orchestrator.execute._supervise``): a lease renewal in
+"""The heartbeat of an attempt (``orchestrator.execute.supervise``): a lease renewal in
 flight when the session ends is waited for, never cut off halfway. A cut-off store append
 may still commit after the caller has read the task's version, and the caller's own
 completion would then lose on the version check (seen with 3 workers on PostgreSQL)."""
@@ -11,7 +11,7 @@ from pathlib import Path
 
 from eventstore.urls import open_store
 from orchestrator.backlog import Backlog, TaskSpec
-from orchestrator.execute import _supervise
+from orchestrator.execute import supervise
 
 
 def no_stop(status: str, reason: str) -> None:
@@ -34,7 +34,7 @@ async def test_a_renewal_in_flight_lands_before_the_attempt_returns(tmp_path: Pa
         await started.wait()
         return "done"
 
-    result, stopped = await _supervise(session(), no_stop, None, None, heartbeat, 0.05)
+    result, stopped = await supervise(session(), no_stop, None, None, heartbeat, 0.05)
     assert (result, stopped) == ("done", None)
     await b.refresh()
     assert b.get("a").version == 2  # the renewal landed before we returned
@@ -52,7 +52,7 @@ async def test_a_failing_renewal_still_stops_the_session() -> None:
         return "never"
 
     seen: list[tuple[str, str]] = []
-    result, stopped = await asyncio.wait_for(_supervise(
+    result, stopped = await asyncio.wait_for(supervise(
         session(), lambda s, r: seen.append((s, r)), None, None, heartbeat, 0.05), 5)
     assert result is None and stopped == ("lease_lost", "lease lost: claimed by 'w2'")
     assert seen == [stopped]
