@@ -289,6 +289,11 @@ class AgentSession:
         #: What ``agent.failed`` records when the session's task is cancelled: a caller that
         #: cancels for a reason (a task timeout, a lost lease, Ctrl-C) sets it first.
         self.cancelled_as: tuple[str, str] = ("cancelled", "session cancelled")
+        #: On resume, an ``Agent`` call the crash left running is *continued* through the
+        #: delegate (``DelegateRequest.resumed``) instead of recorded as interrupted. Only
+        #: for a delegate that can find what the call started and carry it on without
+        #: doing it twice (``orchestrator.lead``); others would dispatch it anew.
+        self.continues_delegations = False
 
     # -- plumbing ------------------------------------------------------------------------
     async def _emit(self, type_: str, data: dict[str, Any], *, event_id: str | None = None,
@@ -755,6 +760,16 @@ class AgentSession:
         canonical = canonical_tool(name)
         tool = self.tools.get(canonical)
         data = block.get("input")
+        if canonical == "Agent" and self.continues_delegations and tool is not None \
+                and self.ctx.delegate is not None and isinstance(data, dict):
+            self._resumed_call = {"resumed": True, "continued": True}
+            self.ctx.tool_use_id, self.ctx.requested_event_id = use_id, ""
+            self.ctx.resuming = True
+            try:
+                return await self._execute(use_id, tool, data)
+            finally:
+                self._resumed_call = {}
+                self.ctx.resuming = False
         if canonical in REEXECUTE_SAFE and tool is not None and isinstance(data, dict):
             self._resumed_call = {"resumed": True, "reexecuted": True}
             try:

@@ -302,14 +302,23 @@ def rebuild(events: list[RecordedEvent]) -> SessionLog:
 async def close_abandoned(store: EventStore, log: SessionLog, reason: str) -> int:
     """End a session nobody will continue (a review asked again, a claude-code session
     replaced by a new attempt, a sub-session whose parent moved on), so the trail is whole:
-    each tool call it left running gets ``tool.completed`` (``interrupted``, not run again)
-    and the session ``agent.failed`` with status ``abandoned``. Appended at the head read
+    a model call it left in flight gets ``model.failed`` (``abandoned: ...``), each tool
+    call it left running ``tool.completed`` (``interrupted``, not run again) and the
+    session ``agent.failed`` with status ``abandoned``. Appended at the head read
     (``SessionTaken`` if someone else wrote meanwhile). Returns the events appended."""
     from eventstore.errors import WrongExpectedVersion
     from eventstore.model import NewEvent
 
     cause = log.causation_id or log.started_event_id
     events = []
+    if log.model_in_flight is not None:  # the model call the crash cut off: never answered
+        turn, attempt = log.model_in_flight
+        events.append(NewEvent(
+            type="model.failed", actor=log.actor, correlation_id=log.run_id,
+            causation_id=cause, data={
+                "turn": turn, "attempt": attempt, "error": f"abandoned: {reason}",
+                "status": None, "transient": False, "retry_after": None,
+                "will_retry": False, "delay_s": None, "resumed": True}))
     for call in log.pending:
         if call.state != "running":
             continue

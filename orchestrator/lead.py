@@ -152,6 +152,11 @@ class LeadRun:
         self._session: Any = None
         self._counted: tuple[dict[str, int], float] = ({}, 0.0)
         self._unpriced_noted = False
+        #: set by ``orchestrail resume`` (``orchestrator.resume.ResumeRunner``): the lead
+        #: session to continue instead of starting one, and the resumer that finds and
+        #: continues what an ``Agent`` call in flight at the crash had started
+        self.resume_session: str | None = None
+        self.resumer: Any = None
 
     def cancel(self, reason: str) -> None:
         """Stop the lead and whatever it is waiting for (Ctrl-C, a store failure).
@@ -174,7 +179,7 @@ class LeadRun:
     async def run(self) -> None:
         from agents.loop import Budgets
         from eventstore.model import NewEvent
-        from orchestrator.execute import Cancel, _new_id, _supervise
+        from orchestrator.execute import _new_id
         from orchestrator.roles import role_session
         from orchestrator.rolescripts import LEAD_KEY
 
@@ -182,6 +187,11 @@ class LeadRun:
         cfg, agents = r.exec, r.agents
         assert cfg is not None and agents is not None
         d = self.definition
+        if self.resume_session is not None:
+            resumed = await self._resumed()
+            if resumed is not None:
+                await self._supervised(*resumed)
+            return
         self.session_id = sid = _new_id()
         subagents = [agents.get(n) for n in agents.names() if n != d.name]
         started = NewEvent(type="lead.started", actor=cfg.actor, correlation_id=r.run_id,
@@ -199,6 +209,12 @@ class LeadRun:
                                delegate=self.delegate, started_extra={"role": "lead"},
                                progress_key="lead")
         session.ctx.max_depth = MAX_DEPTH
+        await self._supervised(session, None)
+
+    async def _supervised(self, session: Any, log: Any) -> None:
+        """Run the lead's session (``log``: continue it, ``agents.resume``) to its end."""
+        from orchestrator.execute import Cancel, supervise
+
         self._session = session
         self._lead = handle = Cancel()
 
@@ -206,17 +222,54 @@ class LeadRun:
             session.cancelled_as = (st, why)
 
         try:
-            result, stopped = await _supervise(session.run(), stop_as, None, handle, None,
-                                               60.0)
+            result, stopped = await supervise(session.run(resume=log), stop_as, None, handle,
+                                              None, 60.0)
         finally:
             self._lead = None
         self._count()
         if stopped is not None:
-            status, why = stopped
+            self._ended(*stopped)
         else:
-            status, why = result.status, result.error or result.status
+            self._ended(result.status, result.error or result.status)
+
+    def _ended(self, status: str, why: str) -> None:
+        r = self.runner
         if status != "completed" and r._stop is None:
-            r._stop = ("failed", f"the lead session {sid} ended {status}: {why}")
+            r._stop = ("failed", f"the lead session {self.session_id} ended {status}: {why}")
+
+    async def _resumed(self) -> tuple[Any, Any] | None:
+        """The recorded lead session, set up to continue (``orchestrail resume``): its
+        recorded turns and completed ``Agent`` calls are served from the trail; an
+        ``Agent`` call in flight is continued (``continues_delegations``: the delegate
+        gets ``resumed=True`` and finishes the task it had started). None when the
+        session had already ended (the run ends with it)."""
+        from agents.resume import SessionFinished, load_session
+        from orchestrator.resume import resumed_session
+        from orchestrator.roles import read_only
+        from orchestrator.rolescripts import LEAD_KEY
+
+        r, d = self.runner, self.definition
+        cfg = r.exec
+        assert cfg is not None and self.resume_session is not None
+        self.session_id = self.resume_session
+        try:
+            log = await load_session(cfg.store, self.resume_session)
+        except SessionFinished as done:
+            self._ended(done.status, str(done.data.get("error") or done.status))
+            return None
+        provider = self.providers.provider([LEAD_KEY], d.name, "lead", cache_as=LEAD_KEY)
+        progress = cfg.on_progress
+        session = resumed_session(
+            cfg.store, log, read_only(d), provider, provider_name=cfg.provider_name,
+            workspace=cfg.project, model=cfg.model, approver=cfg.approver,
+            cost_fn=cfg.catalog.cost, record_prompts=cfg.record_prompts,
+            pass_env=tuple(cfg.pass_env), retry=cfg.retry,
+            on_progress=None if progress is None else
+            lambda kind, data: progress("lead", kind, data),
+            delegate=self.delegate, max_depth=MAX_DEPTH)
+        self._counted = (dict(log.usage), log.cost)  # resume counted what it spent before
+        self._unpriced_noted = bool(log.unpriced)
+        return session, log
 
     def _count(self) -> None:
         """Add what the lead spent since the last count to the run's totals: at each of
@@ -248,6 +301,10 @@ class LeadRun:
                             f"{', '.join(r.agents.names())}")
         self._count()
         await r.backlog.refresh()
+        if req.resumed and self.resumer is not None:  # the call was running at the crash
+            started = await self.resumer.call_task(req)
+            if started is not None:
+                return await self._continue(started, req)
         ids = [t.id for t in r.backlog.tasks()]
         tid = find_task_id(req.description, ids) or find_task_id(req.prompt, ids,
                                                                  after_word=True)
@@ -257,12 +314,46 @@ class LeadRun:
             except TaskValidationError as exc:
                 raise ToolError(f"could not create an ad-hoc task: {exc}") from None
         task = r.backlog.get(tid)
+        if req.resumed and self.resumer is not None and task.status == "claimed" \
+                and task.worker == r.run_id:
+            return await self._continue(task, req)  # claimed, crash before its dispatch
         problem = self._not_dispatchable(task, req)
         if problem:
             raise ToolError(f"{problem}\n{backlog_status(r, self.adhoc)}")
+        return await self._call(task, req)
+
+    async def _continue(self, task: TaskState, req: DelegateRequest) -> str:
+        """An ``Agent`` call that was running when the process died, continued by a
+        resumed session: the task it started is finished exactly once. Settled already:
+        its recorded result. Its session in flight: that session resumed (recorded turns
+        and tool calls are not done again). Ended but not settled: settled from the
+        trail. Claimed but never started: a first attempt now."""
+        from agents.tools.base import ToolError
+
+        r = self.runner
+        assert r.backlog is not None
+        if task.status in ("completed", "failed", "cancelled"):
+            outcome = self.resumer.settled_outcome(task)
+            text = self._report(task.id, req.subagent_type, outcome)
+            if task.status != "completed":
+                raise ToolError(text)
+            return text
+        if task.status == "claimed" and task.worker != r.run_id and \
+                not task.lease_expired(_now()):
+            raise ToolError(f"task {task.id} is being worked on (claimed by {task.worker})")
+        return await self._call(task, req, first=self.resumer.continue_attempt)
+
+    async def _call(self, task: TaskState, req: DelegateRequest, first: Any = None) -> str:
+        """Work ``task`` for one ``Agent`` call and say how it went (a ToolError when it
+        did not complete)."""
+        from agents.tools.base import ToolError
+
+        r = self.runner
+        assert r.backlog is not None
+        tid = task.id
         self._calls += 1
         try:
-            outcome = await self._work(task, req)
+            outcome = await self._work(task, req, first)
         finally:
             self._calls -= 1
             if self._stopping is None and r._stop is not None:  # a run budget ran out
@@ -311,8 +402,11 @@ class LeadRun:
         r.pending.add(tid)
         return tid
 
-    async def _work(self, task: TaskState, req: DelegateRequest) -> TaskOutcome:
-        """Attempts until the task is settled for good (the runner's retry rules)."""
+    async def _work(self, task: TaskState, req: DelegateRequest, first: Any = None
+                    ) -> TaskOutcome:
+        """Attempts until the task is settled for good (the runner's retry rules).
+        ``first(task, cancel, lease, via)``: how the first attempt continues what a
+        crashed process had started (``orchestrail resume``); None: a new attempt."""
         import time
 
         from agents.tools.base import ToolError
@@ -330,7 +424,12 @@ class LeadRun:
                        tool_use_id=req.tool_use_id)
         r.pending.add(task.id)
         while True:
-            claimed = await backlog.claim(task.id, r.run_id, lease=lease)
+            current = backlog.get(task.id)
+            if first is not None and current.status == "claimed" \
+                    and current.worker == r.run_id:  # our own claim, from before the crash
+                claimed: TaskState | None = await backlog.renew(task.id, r.run_id, lease=lease)
+            else:
+                claimed = await backlog.claim(task.id, r.run_id, lease=lease)
             if claimed is None:
                 raise ToolError(f"task {task.id} was claimed by another worker")
             handle = Cancel()
@@ -340,7 +439,9 @@ class LeadRun:
                 await backlog.renew(tid, r.run_id, lease=lease)
 
             try:
-                outcome = await execute_task(
+                resumed = None if first is None else await first(claimed, handle, lease, via)
+                first = None
+                outcome = resumed or await execute_task(
                     claimed, claimed.attempts, r.exec, cancel=handle, heartbeat=heartbeat,
                     heartbeat_every=max(1.0, lease.total_seconds() / 3), via=via)
             except asyncio.CancelledError:
@@ -392,3 +493,9 @@ class LeadRun:
         lines += ["", "The subagent's final answer:", answer, "",
                   backlog_status(r, self.adhoc)]
         return "\n".join(lines)
+
+
+def _now() -> Any:
+    from datetime import UTC, datetime
+
+    return datetime.now(UTC)

@@ -74,19 +74,29 @@ class Plan:
 
 
 def plan(state: RunState) -> Plan:
-    """What resuming ``state`` would do, without doing it."""
+    """What resuming ``state`` would do, without doing it.
+
+    In a run led by a lead agent (``state.lead``) the lead's session is resumed and so is
+    every delegated sub-session in flight: the resumed parent continues the ``Agent`` call
+    that started it (``orchestrator.lead``), which resumes it. Elsewhere a sub-session's
+    parent records its call as interrupted and the sub-session is closed."""
     from agents.resume import RESUMABLE_FAILURES
 
     p = Plan(state.run_id, state.derived_status(), state.finished_at is not None,
              state.has_run_stream)
+    led = state.lead is not None
     for s in state.sessions.values():
         role = getattr(s, "started_data", {}).get("role")
+        in_flight = (s.status in ("running", "pending") and s.started_at is not None) \
+            or s.status in RESUMABLE_FAILURES
         if role == "reviewer":
             action, why = "skip", "a review: asked again when its task is settled"
-        elif role == "lead":
-            action, why = "skip", "a lead session: lead runs are not resumed yet"
-        elif s.parent_session:
+        elif s.parent_session and not led:
             action, why = "skip", "a delegated sub-session: its parent's Agent call decides"
+        elif led and in_flight and (role == "lead" or s.parent_session):
+            action, why = "resume", ("the lead, in flight when the run stopped"
+                                     if role == "lead" else "in flight: its parent's "
+                                     "resumed Agent call continues it")
         elif s.status in ("running", "pending") and s.started_at is not None:
             action, why = "resume", "in flight when the run stopped"
         elif s.status in RESUMABLE_FAILURES:
@@ -116,9 +126,12 @@ def resumed_session(store: EventStore, log: SessionLog, definition: AgentDefinit
                     model: str | None = None, approver: Approver | None = None,
                     cost_fn: Any = None, record_prompts: bool = False,
                     pass_env: tuple[str, ...] = (), on_progress: ProgressFn | None = None,
-                    retry: Any = None) -> AgentSession:
+                    retry: Any = None, delegate: Any = None, max_depth: int = 2
+                    ) -> AgentSession:
     """An ``AgentSession`` set up to continue ``log`` (``await s.run(resume=log)``): same
-    session id, run, causation, workspace, permission mode and budgets as recorded."""
+    session id, run, causation, workspace, permission mode, depth and budgets as
+    recorded. With ``delegate`` (a lead run's, ``orchestrator.lead``), its ``Agent``
+    calls go there, and one the crash left running is continued, not interrupted."""
     from agents.approval import DenyApprover
     from agents.loop import AgentSession, Budgets
     from agents.permissions import PermissionEngine, load_settings
@@ -138,7 +151,8 @@ def resumed_session(store: EventStore, log: SessionLog, definition: AgentDefinit
     budgets = Budgets(**{k: v for k, v in (recorded if isinstance(recorded, dict) else {}
                                            ).items() if k in known})
     parent = log.started.get("parent_session")
-    return AgentSession(
+    depth = log.started.get("depth")
+    session = AgentSession(
         definition, log.prompt, provider=provider, store=store, workspace=ws,
         model=model or str(log.started.get("model") or definition.model),
         provider_name=provider_name, session_id=log.session_id, run_id=log.run_id,
@@ -147,7 +161,10 @@ def resumed_session(store: EventStore, log: SessionLog, definition: AgentDefinit
         approver=approver or DenyApprover("a resumed session is unattended (give --policy "
                                           "FILE to approve 'ask' rules)"),
         cost_fn=cost_fn, record_prompts=record_prompts,
-        env=bash_env(ws, log.session_id, pass_env), on_progress=on_progress)
+        env=bash_env(ws, log.session_id, pass_env), on_progress=on_progress,
+        depth=depth if isinstance(depth, int) else 0, max_depth=max_depth, delegate=delegate)
+    session.continues_delegations = delegate is not None
+    return session
 
 
 def process_alive(started: dict[str, Any]) -> bool:
@@ -203,6 +220,18 @@ class ResumeRunner(Runner):
         self._resumed_data: dict[str, Any] = {"dispatch": []}
         #: sessions that were running and will not be continued -> why (closed as abandoned)
         self.abandon: dict[str, str] = {}
+        #: a lead run: the run's tasks not settled yet (the lead's calls settle them), and
+        #: each Agent call's tool_use_id -> (task id, its last session) from task.dispatched
+        self._unsettled: set[str] = set()
+        self._calls: dict[str, tuple[str, str]] = {}
+        #: (task id, attempt's session id) -> the ``review.completed`` recorded for it
+        self._reviews: dict[tuple[str, str], dict[str, Any]] = {}
+        self._adhoc: set[str] = set()
+        self._lead_session: str | None = None  # None: the lead never started; start one
+        self._lead_data: dict[str, Any] = {}
+        #: a lead run: what resume found for each unsettled task the lead's calls will
+        #: finish (``run.resumed``'s ``takeover``; nothing here runs on its own)
+        self.lead_takeover: list[dict[str, Any]] = []
 
     async def prepare(self) -> None:
         from agents.discovery import load_agents
@@ -210,12 +239,10 @@ class ResumeRunner(Runner):
         from orchestrator.runner import RunInputError
 
         cfg, state = self.config, self.state
-        if cfg.lead is not None:
-            raise ResumeRunError(
-                f"run {self.run_id} was led by a lead agent (--lead {cfg.lead}); resuming a "
-                "lead's session is not supported yet: `orchestrail replay "
-                f"{self.run_id}` shows where it stopped, `orchestrail run --lead` continues "
-                "the backlog in a new run")
+        led = cfg.lead is not None
+        if led and cfg.provider == "claude-code":
+            raise ResumeRunError(f"run {self.run_id} was led by a lead agent; a lead needs "
+                                 "the native agent loop, not --provider claude-code")
         if not cfg.project.is_dir():
             raise RunInputError([f"run {self.run_id}: its project directory {cfg.project} "
                                  "is gone"], code=1)
@@ -248,6 +275,9 @@ class ResumeRunner(Runner):
                                              f"{t.lease_until:%H:%M:%S} (not this run's)"
                                              if t.lease_until else f"claimed by {t.worker}")
                 continue
+            if led:
+                self._unsettled.add(tid)
+                continue
             if last is not None and last.action == "resume" and cfg.provider != "claude-code":
                 self.takeover.append((t, "resume", last.session_id))
             elif ours and last is not None and last.action == "done" \
@@ -269,6 +299,9 @@ class ResumeRunner(Runner):
                 dispatch.append(t)
         self.tasks = [t for t, _, _ in self.takeover] + dispatch
         resumed = {sid for _, how, sid in self.takeover if how == "resume"}
+        if led:
+            await self._prepare_lead(ids)
+            resumed = {sp.session_id for sp in self.plan.sessions if sp.action == "resume"}
         for sp in self.plan.sessions:  # started, unfinished, and nobody will continue it
             if sp.session_id not in resumed \
                     and state.sessions[sp.session_id].started_at is not None \
@@ -296,14 +329,22 @@ class ResumeRunner(Runner):
             self.agents, providers,
             workspace_mode=str(state.config.get("workspace_mode") or cfg.workspace))
         install_roles()
-        self.pending = {t.id for t in self.tasks}
+        await self._read_run_stream()
+        if self.reviewer is not None and self._reviews:
+            self.reviewer = RecordedReviews(self.reviewer, self._reviews)
+        self.pending = {t.id for t in self.tasks} if not led else set(self._unsettled)
+        if led:
+            self._install_lead()
         stopping = [o for o in state.other if o.get("type") == "run.stopping"]
         if stopping:  # a run budget had stopped the dispatching: it still does
             d = stopping[-1].get("data") or {}
             self._stop = (str(d.get("status") or "stopped"), str(d.get("reason") or ""))
         taken = {sid for _, _, sid in self.takeover if sid}
+        if led:  # a task's attempt counts when its Agent call settles it (report.add)
+            taken = {folded.sessions[-1] for tid, folded in state.tasks.items()
+                     if tid in self._unsettled and folded.sessions}
         for s in state.sessions.values():  # what the sessions before the crash spent
-            if s.id not in taken and not s.parent_session:
+            if s.id not in taken and (led or not s.parent_session):
                 for k, v in s.effective_usage().items():
                     self.report.usage[k] = self.report.usage.get(k, 0) + v
                 self.report.cost_usd += s.effective_cost() or 0.0
@@ -332,8 +373,9 @@ class ResumeRunner(Runner):
             "previous_status": self.state.derived_status(),
             "takeover": [{"task_id": t.id, "action": how,
                           "abandoned_session" if how == "attempt" else "session_id": sid}
-                         for t, how, sid in self.takeover],
+                         for t, how, sid in self.takeover] + self.lead_takeover,
             "dispatch": dispatch, "abandoned_sessions": dict(self.abandon),
+            **({"lead": self._lead_data} if self.config.lead is not None else {}),
             "completed": list(self.report.completed), "failed": dict(self.report.failed),
             "blocked": dict(self.report.blocked), "not_ours": dict(self.report.released),
             "provider": self.config.provider, "config_digest": self.config.digest(),
@@ -394,11 +436,12 @@ class ResumeRunner(Runner):
             self._running[fut] = (task.id, handle)
 
     async def _resume_attempt(self, task: Any, sid: str, handle: Any,
-                              lease: Any) -> Any:
-        """Continue the task's session where the trail stops (``agents.resume``)."""
+                              lease: Any, delegate: Any = None) -> Any:
+        """Continue the task's session where the trail stops (``agents.resume``);
+        ``delegate``: a lead run's, for the session's own ``Agent`` calls."""
         from agents.errors import AgentError
         from agents.resume import SessionFinished, SessionTaken, load_session
-        from orchestrator.execute import TaskOutcome, _fill, _record_diff, _supervise
+        from orchestrator.execute import TaskOutcome, fill_outcome, record_diff, supervise
         from orchestrator.workspace import WorkspaceError
 
         assert self.exec is not None and self.backlog is not None
@@ -417,7 +460,8 @@ class ResumeRunner(Runner):
                 record_prompts=cfg.record_prompts, pass_env=tuple(cfg.pass_env),
                 retry=cfg.retry,
                 on_progress=lambda kind, data: cfg.on_progress(task.id, kind, data)
-                if cfg.on_progress is not None else None)
+                if cfg.on_progress is not None else None,
+                delegate=delegate, max_depth=_lead_max_depth())
         except SessionFinished:  # it ended after we folded: take the recorded ending
             return await self._recorded_outcome(task, sid)
         except (AgentError, WorkspaceError, LookupError) as exc:
@@ -434,7 +478,7 @@ class ResumeRunner(Runner):
 
         s0 = time.monotonic()
         try:
-            result, stopped = await _supervise(
+            result, stopped = await supervise(
                 session.run(resume=log), stop_as, cfg.timeout, handle, heartbeat,
                 max(1.0, lease.total_seconds() / 3))
         except SessionTaken as exc:
@@ -446,8 +490,8 @@ class ResumeRunner(Runner):
             out.status, out.error = stopped
             out.error_kind = out.status
         if result is not None:
-            _fill(out, result)
-        out.diff = await _record_diff(cfg, ws, task, out, log.causation_id or sid)
+            fill_outcome(out, result)
+        out.diff = await record_diff(cfg, ws, task, out, log.causation_id or sid)
         out.seconds = time.monotonic() - t0
         return out
 
@@ -456,16 +500,12 @@ class ResumeRunner(Runner):
         the trail (nothing runs again), recording the workspace diff if it is missing."""
         from agents.resume import load_session
         from orchestrator.cli.replay import load_run
-        from orchestrator.execute import TaskOutcome, _record_diff
+        from orchestrator.execute import record_diff
 
         assert self.exec is not None
         state = await load_run(self.store, self.run_id)
         s = state.sessions[sid]
-        out = TaskOutcome(task.id, int(s.attempt or task.attempts or 1), sid, s.status,
-                          error=s.error, error_kind=s.error_kind, final_text=s.final_text or "",
-                          turns=len(s.turns), tool_calls=len(s.tool_calls),
-                          denials=sum(c.decision == "denied" for c in s.tool_calls.values()),
-                          usage=dict(s.effective_usage()), cost_usd=s.effective_cost())
+        out = _trail_outcome(task, s)
         if not s.diffs:
             ws = await self.exec.workspaces.prepare(task.id, task.depends_on, fresh=False)
             out.workspace = ws.to_dict()
@@ -473,8 +513,151 @@ class ResumeRunner(Runner):
                 cause = (await load_session(self.store, sid)).causation_id
             except Exception:
                 cause = None
-            out.diff = await _record_diff(self.exec, ws, task, out, cause or sid)
+            out.diff = await record_diff(self.exec, ws, task, out, cause or sid)
         return out
+
+    # -- a run led by a lead agent (orchestrator.lead) ------------------------------------
+    async def _prepare_lead(self, ids: list[str]) -> None:
+        """What the lead's calls need: the run's tasks (as the lead saw them), the ad-hoc
+        tasks it created, and which task each recorded ``Agent`` call dispatched."""
+        assert self.backlog is not None
+        adhoc = f"adhoc-{self.run_id}-"
+        self.tasks = [self.backlog.get(t) for t in ids
+                      if t in self.backlog and not t.startswith(adhoc)]
+        self._adhoc = {t for t in ids if t.startswith(adhoc) and t in self.backlog}
+        for tid in sorted(self._unsettled):
+            folded = self.state.tasks.get(tid)
+            last = folded.sessions[-1] if folded and folded.sessions else None
+            s = self.state.sessions.get(last) if last else None
+            if s is None:
+                continue
+            action = next((x.action for x in self.plan.sessions if x.session_id == s.id), "")
+            if s.started_at is None:  # dispatched, never started: the call starts anew
+                self.lead_takeover.append({"task_id": tid, "action": "attempt",
+                                           "abandoned_session": s.id, "by": "lead"})
+            elif action in ("resume", "done"):
+                self.lead_takeover.append({"task_id": tid, "session_id": s.id, "by": "lead",
+                                           "action": "resume" if action == "resume"
+                                           else "settle"})
+        lead = self.state.lead or {}
+        sid = lead.get("session_id")
+        started = isinstance(sid, str) and sid in self.state.sessions \
+            and self.state.sessions[sid].started_at is not None
+        self._lead_session = sid if started else None
+        self._lead_data = {"session_id": sid, "action": "resume" if started else "start"}
+
+    def _install_lead(self) -> None:
+        lead = self.lead
+        if lead is None:  # the recorded --lead agent is gone: prepare_roles said so
+            return
+        lead.resume_session = self._lead_session
+        lead.resumer = self
+        lead.adhoc = set(self._adhoc)
+
+    async def _read_run_stream(self) -> None:
+        """What the fold does not keep: which task each ``Agent`` call dispatched, and
+        the reviews that completed (a verdict recorded before the crash is not asked
+        for again)."""
+        async for ev in self.store.read_stream(f"run-{self.run_id}"):
+            d = ev.data if isinstance(ev.data, dict) else {}
+            if ev.type == "task.dispatched" and d.get("tool_use_id"):
+                self._calls[str(d["tool_use_id"])] = (str(d.get("task_id")),
+                                                      str(d.get("session_id")))
+            elif ev.type == "review.completed" and d.get("session_id"):
+                self._reviews[(str(d.get("task_id")), str(d["session_id"]))] = d
+
+    async def call_task(self, req: Any) -> Any:
+        """The task a lead's ``Agent`` call in flight at the crash had started: the one it
+        dispatched (``task.dispatched`` names the call), else an ad-hoc task it created
+        (its ``source``); None when it had not got that far (the call starts now)."""
+        assert self.backlog is not None
+        hit = self._calls.get(req.tool_use_id)
+        if hit is not None and hit[0] in self.backlog:
+            return self.backlog.get(hit[0])
+        for t in self.backlog.tasks():
+            src = t.source or {}
+            if src.get("kind") == "lead" and src.get("tool_use_id") == req.tool_use_id \
+                    and src.get("session") == req.parent_session:
+                return t
+        return None
+
+    async def continue_attempt(self, task: Any, handle: Any, lease: Any, via: Any) -> Any:
+        """The first attempt of a continued ``Agent`` call: the call's session resumed
+        when it was in flight (stopped by the crash or by Ctrl-C), its recorded ending when
+        it ended before the task was settled; None: nothing started, a new attempt."""
+        hit = self._calls.get(via.tool_use_id)
+        s = self.state.sessions.get(hit[1]) if hit is not None else None
+        if s is None or hit is None or hit[0] != task.id or \
+                (s.attempt is not None and s.attempt != task.attempts):
+            return None
+        action = next((p.action for p in self.plan.sessions if p.session_id == s.id), "")
+        if action == "resume":
+            return await self._resume_attempt(task, s.id, handle, lease, delegate=via.delegate)
+        if action == "done" and task.status == "claimed":
+            return await self._recorded_outcome(task, s.id)
+        return None
+
+    def settled_outcome(self, task: Any) -> Any:
+        """How a task settled before the crash, for the lead's recorded ``Agent`` call."""
+        from orchestrator.execute import TaskOutcome
+
+        folded = self.state.tasks.get(task.id)
+        sid = folded.sessions[-1] if folded and folded.sessions else None
+        if sid is not None and sid in self.state.sessions:
+            out = _trail_outcome(task, self.state.sessions[sid])
+        else:
+            out = TaskOutcome(task.id, int(task.attempts or 1), sid, task.status,
+                              error=task.error)
+        result = task.result if isinstance(task.result, dict) else {}
+        review = result.get("review") or task.review
+        out.review = review if isinstance(review, dict) else None
+        return out
+
+
+class RecordedReviews:
+    """The run's reviewer, except for an attempt whose review completed before the crash
+    (the crash hit between ``review.completed`` and the task's settlement): its recorded
+    verdict is used, the reviewer is not asked again. A review stopped from outside
+    (Ctrl-C) was no verdict: that one is asked again."""
+
+    def __init__(self, reviewer: Any, recorded: dict[tuple[str, str], dict[str, Any]]
+                 ) -> None:
+        self.reviewer = reviewer
+        self.recorded = recorded
+
+    async def __call__(self, task: Any, outcome: Any) -> tuple[bool, str]:
+        from orchestrator.execute import RELEASED
+
+        d = self.recorded.pop((task.id, str(outcome.session_id)), None)
+        if d is None or d.get("status") in RELEASED:
+            accepted, why = await self.reviewer(task, outcome)
+            return bool(accepted), str(why)
+        outcome.review = {k: d.get(k) for k in ("verdict", "reason", "feedback",
+                                                "reviewer_session", "agent", "attempt",
+                                                "status")}
+        return d.get("verdict") == "accept", str(d.get("reason") or "")
+
+    def cancel(self, reason: str) -> None:
+        stop = getattr(self.reviewer, "cancel", None)
+        if stop is not None:
+            stop(reason)
+
+
+def _trail_outcome(task: Any, s: Any) -> Any:
+    """A ``TaskOutcome`` from a folded session (``orchestrator.fold``)."""
+    from orchestrator.execute import TaskOutcome
+
+    return TaskOutcome(task.id, int(s.attempt or task.attempts or 1), s.id, s.status,
+                       error=s.error, error_kind=s.error_kind, final_text=s.final_text or "",
+                       turns=len(s.turns), tool_calls=len(s.tool_calls),
+                       denials=sum(c.decision == "denied" for c in s.tool_calls.values()),
+                       usage=dict(s.effective_usage()), cost_usd=s.effective_cost())
+
+
+def _lead_max_depth() -> int:
+    from orchestrator.lead import MAX_DEPTH
+
+    return MAX_DEPTH
 
 
 def _now() -> Any:

@@ -43,6 +43,7 @@ class Agent(Tool):
             subagent_type=data["subagent_type"], prompt=data["prompt"],
             description=data.get("description", ""), model=data.get("model"),
             depth=ctx.depth + 1, parent_session=ctx.session_id,
-            tool_use_id=ctx.tool_use_id, requested_event_id=ctx.requested_event_id)
+            tool_use_id=ctx.tool_use_id, requested_event_id=ctx.requested_event_id,
+            resumed=ctx.resuming)
         text = await ctx.delegate(request)
         return ToolResult(text)

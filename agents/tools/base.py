@@ -41,6 +41,10 @@ class DelegateRequest:
     #: ``tool.requested`` event (what an orchestrator's dispatch is caused by)
     tool_use_id: str = ""
     requested_event_id: str = ""
+    #: the call was running when the process that ran it died and a resumed session is
+    #: continuing it: the delegate must continue what it started (the child's task and
+    #: session) instead of starting anew, so nothing is done twice (``orchestrator.lead``)
+    resumed: bool = False
 
 
 #: ``await delegate(request)`` returns the child's final text (raise ToolError to fail).
@@ -64,6 +68,10 @@ class ToolContext:
     #: event id ("" when unknown)
     tool_use_id: str = ""
     requested_event_id: str = ""
+    #: set by a resumed session while it continues an ``Agent`` call the crash left
+    #: running (``AgentSession.continues_delegations``): passed on as
+    #: ``DelegateRequest.resumed``
+    resuming: bool = False
     todos: list[dict[str, Any]] = field(default_factory=list)
     #: seconds left of the session's wall-time budget (Bash clamps its timeout to it)
     deadline_left: Callable[[], float | None] = lambda: None

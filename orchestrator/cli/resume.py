@@ -158,7 +158,7 @@ async def _resume_run(obj: Ctx, store: EventStore, state: RunState,
         return 1
     d = report.to_dict()
     d["resumed"] = [{"task_id": t.id, "action": how, "session_id": sid}
-                    for t, how, sid in runner.takeover]
+                    for t, how, sid in runner.takeover] + runner.lead_takeover
     if as_json:
         emit_json(d)
     else:

@@ -1,0 +1,134 @@
+"""`orchestrail resume` of a run led by a lead agent (`run --lead --review`) after a real
+SIGKILL: real processes, a real SQLite file, real git worktrees, the script provider
+standing in for the model.
+
+The lead's session is resumed at session level (recorded turns and completed Agent calls
+served from the trail); an Agent call that was running at the kill is continued: the task
+it started is finished once (its child session resumed in its worktree, or settled from
+the trail, or its review asked again), and the task's result becomes the call's result.
+Checked after each resume: every task completed exactly once, one request and one outcome
+per tool_use_id (nothing executed twice, the lead never asked again for a recorded turn),
+each trace line in a task's worktree at most once (exactly once when the trail says the
+call completed), and `orchestrail verify` passes. Kill points: seeded
+(``RESUME_SEED=N`` to try others), as numbers of stored events.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from tests.conftest import ORCHESTRAIL, ROOT
+from tests.integration.test_resume_cli import (
+    SEED,
+    all_events,
+    check_trace,
+    check_trail,
+    cli,
+    count_events,
+    kill_at,
+    project,
+    script,
+)
+
+LEAD = (ROOT / ".claude" / "agents" / "orchestrator.md").read_text()
+REVIEWER = ("---\nname: reviewer\ndescription: Reviews.\ntools: Read, Bash(sleep:*)\n---\n"
+            "Review the work.\n")
+
+
+def led_project(root: Path, tasks: int, steps: int) -> Path:
+    import subprocess
+
+    p = project(root, steps, 0.01, tasks=tasks)
+    agents = p / ".claude" / "agents"
+    (agents / "orchestrator.md").write_text(LEAD)
+    (agents / "reviewer.md").write_text(REVIEWER)
+    lead = [{"text": f"dispatching t{i:02d}", "tool_calls": [{"name": "Agent", "input": {
+        "subagent_type": "tracer", "description": f"t{i:02d}: trace it",
+        "prompt": f"Trace the steps of task t{i:02d}."}}]} for i in range(1, tasks + 1)]
+    lead.append({"text": "All tasks are done."})
+    review = [{"tool_calls": [{"name": "Bash", "input": {"command": "sleep 0.01"}}]},
+              {"text": "The trace is there.\nVERDICT: accept - traced"}]
+    (p / "script.yaml").write_text(yaml.safe_dump({"default": script(steps, 0.01)["turns"],
+                                                   "tasks": {"_lead": lead,
+                                                             "_review": review}}))
+    subprocess.run(["git", "-C", str(p), "add", "-A"], check=True)
+    subprocess.run(["git", "-C", str(p), "-c", "user.name=t", "-c",
+                    "user.email=t@example.com", "commit", "-qm", "lead"], check=True)
+    return p
+
+
+def test_lead_run_with_reviews_killed_and_resumed(tmp_path: Path) -> None:
+    rng = random.Random(SEED + 2)
+    steps, tasks = 2, 20
+    ids = [f"t{i:02d}" for i in range(1, tasks + 1)]
+    # per task about 30 events: the lead's turn and call, claim, dispatch, the session,
+    # diff, review.requested, the reviewer's session, review.completed, completion
+    total_estimate = tasks * 28
+    for k in range(3):
+        root = tmp_path / f"r{k}"
+        p = led_project(root, tasks, steps)
+        db = p / ".orchestrail" / "events.db"
+        assert cli(p, db, "task", "import", "tasks.yaml").returncode == 0
+        n = count_events(db) + rng.randint(5, total_estimate - 40)
+        kill_at([ORCHESTRAIL, "run", "--lead", "--review", "--script", "script.yaml",
+                 "--run-id", f"led{k}", "-q"], p, db, n)
+        before = all_events(p, db)
+        assert len([e for e in before if e["type"] == "task.completed"]) < tasks
+        plan = json.loads(cli(p, db, "resume", f"led{k}", "--dry-run", "--json").stdout)
+        lead_plan = [s for s in plan["sessions"] if "lead" in s["reason"]]
+        assert [s["action"] for s in lead_plan] in (["resume"], []), plan
+        out = cli(p, db, "resume", f"led{k}", "--json", "-q")
+        assert out.returncode == 0, (n, out.stdout, out.stderr)
+        doc = json.loads(out.stdout)
+        assert doc["status"] == "completed", doc
+        assert sorted(doc["tasks"]["completed"]) == ids
+        evs = all_events(p, db)
+        done = Counter(e["stream"] for e in evs if e["type"] == "task.completed")
+        assert done == Counter({f"task-{t}": 1 for t in ids}), done
+        outcomes = check_trail(evs)  # once per tool_use_id, once per model turn
+        lead_sid = next(e["data"]["session_id"] for e in evs if e["type"] == "lead.started")
+        lead_stream = f"session-{lead_sid}"
+        lead_calls = [d for (stream, _), d in outcomes.items() if stream == lead_stream]
+        assert len(lead_calls) == tasks and not any(d["is_error"] for d in lead_calls)
+        # the Agent call running at the kill was continued (its task finished once, its
+        # result served as the call's outcome), not recorded as interrupted
+        was_open = {e["data"]["tool_use_id"] for e in before if e["type"] == "tool.requested"
+                    and e["stream"] == lead_stream} - {
+            e["data"]["tool_use_id"] for e in before if e["type"] == "tool.completed"
+            and e["stream"] == lead_stream}
+        for use in was_open:
+            assert outcomes[(lead_stream, use)].get("continued") is True, use
+        resumed = {e["stream"] for e in evs if e["type"] == "agent.resumed"}
+        print(f"kill {k} at event {n}: lead call open {sorted(was_open)}, "
+              f"{len(resumed)} session(s) resumed")
+        assert [e["type"] for e in evs if e["stream"] == f"session-{lead_sid}"
+                ][-1] == "agent.finished"
+        # each task dispatched by exactly one Agent call of the lead
+        dispatched = [e["data"] for e in evs if e["type"] == "task.dispatched"]
+        by_call = {(d["task_id"], d["tool_use_id"]) for d in dispatched}
+        assert sorted(t for t, _ in by_call) == ids
+        task_of = {d["session_id"]: d["task_id"] for d in dispatched}
+        sessions: dict[str, list[dict[str, Any]]] = {}
+        for (stream, _), data in outcomes.items():
+            sessions.setdefault(stream, []).append(data)
+        finished = [e for e in evs if e["type"] == "agent.finished"
+                    and e["stream"][len("session-"):] in task_of]
+        assert sorted(task_of[e["stream"][len("session-"):]] for e in finished) == ids
+        for e in finished:
+            ws = p / ".orchestrail" / "worktrees" / f"led{k}" / task_of[e["stream"][8:]]
+            check_trace(ws / "trace.txt", sessions[e["stream"]], steps)
+        verdicts = Counter(e["data"]["task_id"] for e in evs
+                           if e["type"] == "review.completed"
+                           and e["data"]["verdict"] == "accept")
+        assert verdicts == Counter({t: 1 for t in ids}), verdicts
+        kinds = [e["type"] for e in evs]
+        assert kinds.count("run.resumed") == 1 and kinds.count("lead.started") == 1
+        assert cli(p, db, "verify").returncode == 0
+        replay = json.loads(cli(p, db, "replay", f"led{k}", "--format", "json").stdout)
+        assert replay["run"]["status"] == "completed" and replay["incomplete"] == []
