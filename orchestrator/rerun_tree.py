@@ -169,7 +169,7 @@ class TreeRerun:
             "rerun_of": {"run_id": self.origin, "session_id": lead.id}}, None)
 
     async def session(self, recorded: Session, new_sid: str, scratch_kw: dict[str, Any],
-                      ) -> dict[str, Any]:
+                      via: dict[str, Any] | None = None) -> dict[str, Any]:
         """Run one recorded session again (any depth) in a fresh scratch workspace."""
         from orchestrator.rerun import rerun_in_scratch
 
@@ -179,6 +179,7 @@ class TreeRerun:
             self.store, self.state, recorded, self.rec.events[recorded.id], self.opts,
             self.run_id, self.origin, self.report,
             session_kw={"session_id": new_sid, **scratch_kw}, tree=self)
+        part["via"] = via  # what started it: an Agent call, a review (None: a root)
         if part["divergence"] is not None and self.divergence is None:
             self.divergence = part["divergence"]
         return part
@@ -210,7 +211,10 @@ class TreeRerun:
             part = await self.session(child, new_sid, {
                 "parent_session": req.parent_session, "depth": req.depth,
                 "causation_id": cause, "delegate": self.delegate,
-                "max_depth": int((self.rec.lead or {}).get("max_depth") or 2)})
+                "max_depth": int((self.rec.lead or {}).get("max_depth") or 2)},
+                via={"kind": "agent_call", "caller": rec_caller.id,
+                     "tool_use_id": req.tool_use_id, "depth": req.depth,
+                     "task_id": d.get("task_id"), "attempt": d.get("attempt")})
             if self.divergence is not None:
                 raise ToolError(f"rerun stopped: subagent session {new_sid} diverged")
             answer, rec_answer = part.get("final_text"), child.final_text
@@ -265,7 +269,10 @@ class TreeRerun:
                 **done, **about, "reviewer_session": new_sid, "served": True}, requested)
             self.report["reviews_served"] = self.report.get("reviews_served", 0) + 1
             return
-        part = await self.session(reviewer, new_sid, {"causation_id": requested})
+        part = await self.session(reviewer, new_sid, {"causation_id": requested},
+                                  via={"kind": "review", "of": child.id,
+                                       "task_id": req.get("task_id"),
+                                       "attempt": req.get("attempt")})
         self.reviews_rerun += 1
         if self.divergence is not None:
             return

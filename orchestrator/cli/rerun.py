@@ -41,8 +41,16 @@ def render_text(report: dict[str, Any], origin: str) -> str:
         out.append(f"  live from turn {lf['turn']} ({lf.get('provider') or 'live'})")
     for part in report["sessions"]:
         ws = part["workspace"]
+        via = part.get("via") or {}
+        how = ""
+        if via.get("kind") == "agent_call":
+            task = (f", task {via['task_id']} attempt {via.get('attempt')}"
+                    if via.get("task_id") else "")
+            how = f" [Agent call {via['tool_use_id']} of {str(via['caller'])[:13]}…{task}]"
+        elif via.get("kind") == "review":
+            how = f" [review of {str(via['of'])[:13]}…]"
         out.append(f"  session {part['recorded_session']} ({part['agent']}) -> "
-                   f"{part['session']}: {part['status']}")
+                   f"{part['session']}: {part['status']}{how}")
         out.append(f"    started from {ws['how']}")
         out.append(f"    scratch workspace {ws['workspace']}"
                    + (" (removed)" if ws.get("removed") else " (kept)"))

@@ -55,6 +55,13 @@ def test_lead_run_with_reviews_reruns_the_same_and_diverges_in_the_child(
                                                 "reviewer"]
     assert len(parts) == 15 and all(x["status"] == "completed" for x in parts)
     assert rep["reviews_rerun"] == 7 and not rep["notes"]
+    rec_lead = parts[0]["recorded_session"]
+    assert parts[0]["via"] is None
+    assert parts[1]["via"] == {"kind": "agent_call", "caller": rec_lead,
+                               "tool_use_id": "toolu_1_1_1", "depth": 1,
+                               "task_id": "story-4-2.t1", "attempt": 1}
+    assert parts[2]["via"]["kind"] == "review"
+    assert parts[2]["via"]["of"] == parts[1]["recorded_session"]
     evs = events(p)
     old = [e for e in evs if e["correlation_id"] == "led"]
     new = [e for e in evs if e["correlation_id"] == "led-again"]
@@ -107,6 +114,7 @@ def test_lead_run_with_reviews_reruns_the_same_and_diverges_in_the_child(
     assert text.returncode == 1
     assert f"DIVERGENCE in session {t1} (backend-implementer), turn 2" in text.stdout
     assert "python -m pytest -q tests/test_interface.py" in text.stdout
+    assert "[Agent call toolu_1_1_1 of " in text.stdout
     differ = cli(p, "diff", "led", "led-broken")
     assert differ.returncode == 1 and "only in a" in differ.stdout
     assert cli(p, "verify").returncode == 0
