@@ -322,21 +322,40 @@ async def test_two_resumers_of_one_run_only_one_proceeds(tmp_path: Path) -> None
         {f"task-t{i:02d}": 1 for i in range(1, 5)})
 
 
+def _kill_marked(marker: str) -> None:
+    """SIGKILL every process whose command line holds ``marker`` (NUL-separated argv)."""
+    for pid in os.listdir("/proc"):
+        if pid.isdigit():
+            try:
+                if marker.encode() in Path(f"/proc/{pid}/cmdline").read_bytes():
+                    os.kill(int(pid), signal.SIGKILL)
+            except OSError:
+                continue
+
+
 def test_a_live_agents_run_session_is_not_resumed(tmp_path: Path) -> None:
     p = project(tmp_path, 4, 0.3)
+    # the first step sleeps until the kill: the run is surely live while `resume` (a new
+    # process, slow to start on a loaded machine) looks at it
+    turns = script(4, 0.3)["turns"]
+    turns[0]["tool_calls"][0]["input"]["command"] = "echo step-1 >> trace.txt && sleep 600.0625"
+    (p / "script.yaml").write_text(yaml.safe_dump({"turns": turns}))
     db = tmp_path / "events.db"
     proc = subprocess.Popen([ORCHESTRAIL, "agents", "run", "tracer", "trace", "--script",
                              "script.yaml", "--run-id", "live"], cwd=p, env=env_for(db),
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        while count_events(db) < 4:
+        deadline = time.monotonic() + 60
+        while not (p / "trace.txt").exists():  # inside the first tool call
             assert proc.poll() is None
+            assert time.monotonic() < deadline, "the first tool call never started"
             time.sleep(0.005)
         busy = cli(p, db, "resume", "live", "--script", "script.yaml")
         assert busy.returncode == 1 and "still running" in busy.stderr, busy.stderr
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.wait()
+        _kill_marked("sleep\x00600.0625")  # the tool's own process group outlives the kill
     out = cli(p, db, "resume", "live", "--script", "script.yaml")
     assert out.returncode == 0, out.stderr
     check_trail(all_events(p, db))
