@@ -247,7 +247,13 @@ class EventStore(abc.ABC):
         """
         query = query or Query()
         cursor = after or 0
+        task = asyncio.current_task()
         while True:
+            if task is not None and task.cancelling():
+                # Stopped, but something below swallowed the CancelledError (on Python
+                # 3.11 asyncio.wait_for does when the cancel meets the completion, and
+                # psycopg_pool waits for a connection with it): end, do not poll forever.
+                raise asyncio.CancelledError
             # Everything up to ``horizon`` is committed, so the read below sees all of it;
             # waiting past the horizon (not just past the last match) keeps a filtered
             # subscription from spinning on a tail of events it does not want.

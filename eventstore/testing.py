@@ -127,8 +127,20 @@ class Collector:
         self._task = asyncio.create_task(self._run(store, query, after))
 
     async def _run(self, store: EventStore, query: Query | None, after: int | None) -> None:
-        async for ev in store.subscribe(query, after=after, poll_interval=0.05):
+        self._gen = store.subscribe(query, after=after, poll_interval=0.05)
+        async for ev in self._gen:
             self.events.append(ev)
+
+    def _awaiting(self) -> str:
+        """Where the subscription generator is suspended, innermost last."""
+        lines, obj = [], getattr(self, "_gen", None)
+        while obj is not None:
+            frame = getattr(obj, "ag_frame", None) or getattr(obj, "cr_frame", None)
+            if frame is not None:
+                lines.append(f"  {frame.f_code.co_filename}:{frame.f_lineno} "
+                             f"{frame.f_code.co_name}")
+            obj = getattr(obj, "ag_await", None) or getattr(obj, "cr_await", None)
+        return "\n".join(lines)
 
     async def wait_for(self, done: Callable[[list[RecordedEvent]], bool],
                        within: float = 20.0) -> None:
@@ -157,7 +169,7 @@ class Collector:
             self._task.print_stack(file=where)
             self._task.cancel()
             raise AssertionError(f"the subscription was cancelled and still ran {within}s "
-                                 f"on, in:\n{where.getvalue()}")
+                                 f"on, in:\n{where.getvalue()}{self._awaiting()}")
         with contextlib.suppress(asyncio.CancelledError):
             self._task.result()
 
