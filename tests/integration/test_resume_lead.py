@@ -132,3 +132,50 @@ def test_lead_run_with_reviews_killed_and_resumed(tmp_path: Path) -> None:
         assert cli(p, db, "verify").returncode == 0
         replay = json.loads(cli(p, db, "replay", f"led{k}", "--format", "json").stdout)
         assert replay["run"]["status"] == "completed" and replay["incomplete"] == []
+
+
+def test_the_demo_story_led_and_reviewed_killed_and_resumed(tmp_path: Path) -> None:
+    """The demo's story 4.2 in the seed's orchestrator mode (examples/scripts/story-4.2.yaml,
+    `_lead:` and `_review:`), SIGKILLed at seeded points and resumed: each task completed
+    at most once, nothing run twice, the trail whole and verified; and all seven completed,
+    in the lead's order and each accepted by one review, unless the kill interrupted a
+    subagent's `Bash` or `Write` call: then (at most once) it is not run again, the
+    subagent is told, and the story's script, which expects the tool's real output, has no
+    turn for that answer, so that task fails and the lead stops (what a model would
+    handle, a script cannot)."""
+    from tests.integration.test_run_lead_review import story_project
+
+    rng = random.Random(SEED + 3)
+    story_script = str(ROOT / "examples" / "scripts" / "story-4.2.yaml")
+    order = [f"story-4-2.t{i}" for i in range(1, 7)] + ["story-4-2.review"]
+    for k in range(2):
+        p = story_project(tmp_path / f"s{k}")
+        db = p / ".orchestrail" / "events.db"
+        assert db.exists()
+        n = count_events(db) + rng.randint(5, 160)
+        kill_at([ORCHESTRAIL, "run", "--lead", "--review", "--script", story_script,
+                 "--run-id", f"story{k}", "-q"], p, db, n, deadline=240)
+        out = cli(p, db, "resume", f"story{k}", "--json", "-q", timeout=300)
+        doc = json.loads(out.stdout)
+        evs = all_events(p, db)
+        outcomes = check_trail(evs)
+        interrupted = [d for d in outcomes.values() if d.get("error_kind") == "interrupted"]
+        completed = [e["stream"][5:] for e in evs if e["type"] == "task.completed"]
+        assert len(completed) == len(set(completed)) and completed == order[:len(completed)]
+        print(f"kill {k} at event {n}: {len(interrupted)} call(s) interrupted, "
+              f"{len(completed)} task(s) completed")
+        # one kill stops at most one running call; never the lead's Agent call (continued)
+        assert len(interrupted) <= 1 and all(d["tool"] in ("Bash", "Write")
+                                             for d in interrupted), interrupted
+        if doc["status"] == "completed":
+            assert out.returncode == 0 and completed == order
+            accepted = [e["data"]["task_id"] for e in evs if e["type"] == "review.completed"
+                        and e["data"]["verdict"] == "accept"]
+            assert sorted(accepted) == sorted(order)
+        else:  # the interrupted call's task failed for lack of a script turn
+            assert interrupted and out.returncode == 1, (n, out.stdout, out.stderr[-3000:])
+            [failed] = doc["tasks"]["failed"]
+            assert "no script turn" in doc["tasks"]["failed"][failed]
+        assert cli(p, db, "verify").returncode == 0
+        replay = json.loads(cli(p, db, "replay", f"story{k}", "--format", "json").stdout)
+        assert replay["run"]["status"] == doc["status"] and replay["incomplete"] == []
