@@ -221,9 +221,10 @@ class ResumeRunner(Runner):
         #: sessions that were running and will not be continued -> why (closed as abandoned)
         self.abandon: dict[str, str] = {}
         #: a lead run: the run's tasks not settled yet (the lead's calls settle them), and
-        #: each Agent call's tool_use_id -> (task id, its last session) from task.dispatched
+        #: each Agent call (its session, its tool_use_id) -> (task id, its last session),
+        #: from task.dispatched (a script's tool_use_ids repeat across sessions)
         self._unsettled: set[str] = set()
-        self._calls: dict[str, tuple[str, str]] = {}
+        self._calls: dict[tuple[str, str], tuple[str, str]] = {}
         #: (task id, attempt's session id) -> the ``review.completed`` recorded for it
         self._reviews: dict[tuple[str, str], dict[str, Any]] = {}
         self._adhoc: set[str] = set()
@@ -561,8 +562,8 @@ class ResumeRunner(Runner):
         async for ev in self.store.read_stream(f"run-{self.run_id}"):
             d = ev.data if isinstance(ev.data, dict) else {}
             if ev.type == "task.dispatched" and d.get("tool_use_id"):
-                self._calls[str(d["tool_use_id"])] = (str(d.get("task_id")),
-                                                      str(d.get("session_id")))
+                call = (str(d.get("parent_session")), str(d["tool_use_id"]))
+                self._calls[call] = (str(d.get("task_id")), str(d.get("session_id")))
             elif ev.type == "review.completed" and d.get("session_id"):
                 self._reviews[(str(d.get("task_id")), str(d["session_id"]))] = d
 
@@ -571,7 +572,7 @@ class ResumeRunner(Runner):
         dispatched (``task.dispatched`` names the call), else an ad-hoc task it created
         (its ``source``); None when it had not got that far (the call starts now)."""
         assert self.backlog is not None
-        hit = self._calls.get(req.tool_use_id)
+        hit = self._calls.get((req.parent_session, req.tool_use_id))
         if hit is not None and hit[0] in self.backlog:
             return self.backlog.get(hit[0])
         for t in self.backlog.tasks():
@@ -585,7 +586,7 @@ class ResumeRunner(Runner):
         """The first attempt of a continued ``Agent`` call: the call's session resumed
         when it was in flight (stopped by the crash or by Ctrl-C), its recorded ending when
         it ended before the task was settled; None: nothing started, a new attempt."""
-        hit = self._calls.get(via.tool_use_id)
+        hit = self._calls.get((via.parent_session, via.tool_use_id))
         s = self.state.sessions.get(hit[1]) if hit is not None else None
         if s is None or hit is None or hit[0] != task.id or \
                 (s.attempt is not None and s.attempt != task.attempts):

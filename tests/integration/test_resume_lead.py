@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import random
+import signal
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,7 @@ from tests.integration.test_resume_cli import (
     check_trail,
     cli,
     count_events,
+    env_for,
     kill_at,
     project,
     script,
@@ -179,3 +181,73 @@ def test_the_demo_story_led_and_reviewed_killed_and_resumed(tmp_path: Path) -> N
         assert cli(p, db, "verify").returncode == 0
         replay = json.loads(cli(p, db, "replay", f"story{k}", "--format", "json").stdout)
         assert replay["run"]["status"] == doc["status"] and replay["incomplete"] == []
+
+
+def test_a_delegation_two_deep_killed_in_the_grandchild_and_resumed(tmp_path: Path) -> None:
+    """lead -> task a (a delegator) -> an ad-hoc task (tracer, depth 2), killed while the
+    grandchild's Bash runs. Resume continues both Agent calls in flight (the lead's and
+    the child's) and resumes the grandchild: the Bash is interrupted, not run again; each
+    task completes once; no call is dispatched a second time."""
+    import sqlite3
+    import subprocess
+    import time
+
+    p = project(tmp_path, 1, 0.0, tasks=1)
+    agents = p / ".claude" / "agents"
+    (agents / "orchestrator.md").write_text(LEAD)
+    (agents / "delegator.md").write_text("---\nname: delegator\ndescription: Delegates."
+                                         "\ntools: Agent, Read\n---\nYou delegate.\n")
+    (p / "tasks.yaml").write_text("tasks:\n  - {id: a, title: A, agent: delegator}\n")
+    (p / "script.yaml").write_text(yaml.safe_dump({"tasks": {
+        "_lead": [{"tool_calls": [{"name": "Agent", "input": {
+            "subagent_type": "delegator", "description": "a: go", "prompt": "Go."}}]},
+                  "lead done"],
+        "a": [{"tool_calls": [{"name": "Agent", "input": {
+            "subagent_type": "tracer", "description": "help me", "prompt": "Trace."}}]},
+              "a done with help"]},
+        "default": [{"tool_calls": [{"name": "Bash", "input": {
+            "command": "echo deep >> trace.txt && sleep 30"}}]}, "deep done"]}))
+    subprocess.run(["git", "-C", str(p), "add", "-A"], check=True)
+    subprocess.run(["git", "-C", str(p), "-c", "user.name=t", "-c",
+                    "user.email=t@example.com", "commit", "-qm", "deep"], check=True)
+    db = p / ".orchestrail" / "events.db"
+    assert cli(p, db, "task", "import", "tasks.yaml").returncode == 0
+    proc = subprocess.Popen([ORCHESTRAIL, "run", "--lead", "--script", "script.yaml",
+                             "--run-id", "deep", "-q"], cwd=p, env=env_for(db),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        t0 = time.monotonic()
+        while True:  # kill while the grandchild's Bash sleeps
+            with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=1) as con:
+                n = con.execute("SELECT count(*) FROM events WHERE type = 'tool.requested' "
+                                "AND actor = 'agent:tracer'").fetchone()[0]
+            if n:
+                break
+            assert proc.poll() is None and time.monotonic() - t0 < 60
+            time.sleep(0.005)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    out = cli(p, db, "resume", "deep", "--json", "-q")
+    assert out.returncode == 0, (out.stdout, out.stderr)
+    doc = json.loads(out.stdout)
+    adhoc = "adhoc-deep-1"
+    assert sorted(doc["tasks"]["completed"]) == ["a", adhoc]
+    evs = all_events(p, db)
+    outcomes = check_trail(evs)
+    assert Counter(e["stream"] for e in evs if e["type"] == "task.completed") == Counter(
+        {"task-a": 1, f"task-{adhoc}": 1})
+    dispatched = [e["data"] for e in evs if e["type"] == "task.dispatched"]
+    assert [(d["task_id"], d["depth"]) for d in dispatched] == [("a", 1), (adhoc, 2)]
+    agent_calls = [d for d in outcomes.values() if d["tool"] == "Agent"]
+    assert len(agent_calls) == 2 and all(d.get("continued") is True and not d["is_error"]
+                                         for d in agent_calls)
+    [bash] = [d for d in outcomes.values() if d["tool"] == "Bash"]
+    assert bash["error_kind"] == "interrupted"
+    resumed = {e["stream"] for e in evs if e["type"] == "agent.resumed"}
+    assert len(resumed) == 3  # the lead, the child, the grandchild
+    ws = p / ".orchestrail" / "worktrees" / "deep" / adhoc
+    assert (ws / "trace.txt").read_text() == "deep\n"  # ran once, not again
+    assert cli(p, db, "verify").returncode == 0
+    replay = json.loads(cli(p, db, "replay", "deep", "--format", "json").stdout)
+    assert replay["run"]["status"] == "completed" and replay["incomplete"] == []
