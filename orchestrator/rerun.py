@@ -643,6 +643,9 @@ async def _rerun_tree(store: EventStore, state: RunState, opts: RerunOptions, ne
     check_tree(state, rec)
     tree = TreeRerun(store, state, rec, opts, new_run, origin, report)
     max_depth = int((rec.lead or {}).get("max_depth") or 2)
+    if state.started_at is not None:  # the run's frame: its tasks (run, or not, alike)
+        await tree.append("run.started", {"tasks": list(state.config.get("tasks") or []),
+                                          "rerun_of": {"run_id": origin}}, None)
     for s in tree_roots(state, rec):
         sid = _new_id()
         cause = await tree.start_lead(s, sid)
@@ -651,6 +654,11 @@ async def _rerun_tree(store: EventStore, state: RunState, opts: RerunOptions, ne
         if tree.divergence is not None:
             break
     report["divergence"] = tree.divergence
+    if state.started_at is not None and state.finished_at is not None and not tree.divergence:
+        # the same sessions did the same: the run ends as recorded (tasks a lead never
+        # dispatched are as not run as they were); after a divergence the lead's end says
+        await tree.append("run.finished", {"status": state.status,
+                                           "rerun_of": {"run_id": origin}}, None)
     report["reviews_rerun"] = tree.reviews_rerun
     report["status"] = "diverged" if tree.divergence else "same"
     return report

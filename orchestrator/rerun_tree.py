@@ -152,7 +152,7 @@ class TreeRerun:
         """Session ids that name the same session in the recording and the rerun."""
         return [x for pair in self.new_of.items() for x in pair]
 
-    async def _append(self, type_: str, data: dict[str, Any], causation: str | None) -> str:
+    async def append(self, type_: str, data: dict[str, Any], causation: str | None) -> str:
         from eventstore.model import NewEvent
 
         ev = NewEvent(type=type_, actor="orchestrail:rerun", correlation_id=self.run_id,
@@ -164,7 +164,7 @@ class TreeRerun:
         """``lead.started`` of the new run (when the recording has one); its id."""
         if self.rec.lead is None or self.rec.lead.get("session_id") != lead.id:
             return None
-        return await self._append("lead.started", {
+        return await self.append("lead.started", {
             **self.rec.lead, "session_id": new_sid,
             "rerun_of": {"run_id": self.origin, "session_id": lead.id}}, None)
 
@@ -204,7 +204,7 @@ class TreeRerun:
             new_sid = _new_id()
             cause = req.requested_event_id or None
             if not d.get("direct"):
-                cause = await self._append("task.dispatched", {
+                cause = await self.append("task.dispatched", {
                     **{k: v for k, v in d.items() if k != "resumed"},
                     "session_id": new_sid, "parent_session": req.parent_session,
                     "rerun_of": {"run_id": self.origin, "session_id": child.id}}, cause)
@@ -234,7 +234,7 @@ class TreeRerun:
             tid = d.get("task_id")
             end = self.rec.task_end.get(str(tid)) if tid else None
             if end is not None and d is dispatches[-1]:
-                await self._append(end[0], {k: v for k, v in end[1].items() if v is not None},
+                await self.append(end[0], {k: v for k, v in end[1].items() if v is not None},
                                    cause)
         text = rec_call.output if rec_call is not None else None
         if text is None:
@@ -261,11 +261,11 @@ class TreeRerun:
         new_sid = _new_id()
         about = {"task_id": req.get("task_id"), "attempt": req.get("attempt"),
                  "session_id": new_child}
-        requested = await self._append("review.requested", {
+        requested = await self.append("review.requested", {
             **req, **about, "reviewer_session": new_sid,
             "rerun_of": {"run_id": self.origin, "session_id": rsid}}, cause)
         if reviewer is None or not reviewer.seen:  # never started: serve the verdict
-            await self._append("review.completed", {
+            await self.append("review.completed", {
                 **done, **about, "reviewer_session": new_sid, "served": True}, requested)
             self.report["reviews_served"] = self.report.get("reviews_served", 0) + 1
             return
@@ -279,7 +279,7 @@ class TreeRerun:
         text = part.get("final_text") or ""
         verdict, reason = (parse_verdict(text) if part["status"] == "completed"
                            else ("error", str(part.get("error"))))
-        await self._append("review.completed", {
+        await self.append("review.completed", {
             **done, **about, "reviewer_session": new_sid, "verdict": verdict,
             "reason": reason, "feedback": text[:len(str(done.get("feedback") or text))]},
             requested)

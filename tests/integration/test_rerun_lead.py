@@ -26,6 +26,7 @@ from tests.integration.test_run_lead_review import (
     DEEP_TASKS,
     DELEGATOR,
     LEAD_AND_REVIEW,
+    LEAD_ERRORS,
     project,
     run,
     story_project,
@@ -49,12 +50,12 @@ def test_lead_run_with_reviews_reruns_the_same_and_diverges_in_the_child(
 
     # 1. unchanged: every session again, no divergence, the recorded structure
     rep = rerun(p, "led", "--run-id", "led-again", code=0)
-    assert rep["status"] == "same" and rep["divergence"] is None
+    assert rep["status"] == "same" and rep["divergence"] is None, rep["divergence"]
     parts = rep["sessions"]
     assert [x["agent"] for x in parts[:3]] == ["orchestrator", "backend-implementer",
                                                 "reviewer"]
     assert len(parts) == 15 and all(x["status"] == "completed" for x in parts)
-    assert rep["reviews_rerun"] == 7 and not rep["notes"]
+    assert rep["reviews_rerun"] == 7 and not rep["notes"], rep["notes"]
     rec_lead = parts[0]["recorded_session"]
     assert parts[0]["via"] is None
     assert parts[1]["via"] == {"kind": "agent_call", "caller": rec_lead,
@@ -188,3 +189,23 @@ def test_a_retried_attempt_and_its_reviews_rerun_inside_the_same_agent_call(
     assert div["child_session"] == b_child and div["tool"] == "Agent"
     assert (div["recorded"], div["now"]) == ("wrote c.txt", "wrote b.txt")
     assert div["turn"] == 2
+
+
+def test_refused_agent_calls_and_an_adhoc_task_rerun_as_recorded(tmp_path: Path) -> None:
+    """The lead's mistakes (a task not ready, the wrong subagent) were tool errors with no
+    dispatch: they are errors again; the ad-hoc task's child runs again; the run ends
+    failed as recorded (a and b never done), and diff finds nothing else."""
+    p = project(tmp_path, LEAD_ERRORS)
+    run(p, "--lead", "--run-id", "mistakes", code=1)
+    rep = rerun(p, "mistakes", "--run-id", "mistakes-again", code=0)
+    assert [x["agent"] for x in rep["sessions"]] == ["orchestrator", "tester"]
+    new = [e for e in events(p) if e["correlation_id"] == "mistakes-again"]
+    lead = rep["sessions"][0]["session"]
+    results = [e["data"] for e in of(new, "tool.completed")
+               if e["stream"] == f"session-{lead}"]
+    assert [r["is_error"] for r in results] == [True, True, False]
+    assert "task b is not ready: it waits for a" in results[0]["output"]
+    assert len(of(new, "task.dispatched")) == 1
+    assert of(new, "run.finished")[0]["data"]["status"] == "failed"
+    same = cli(p, "diff", "mistakes", "mistakes-again")
+    assert same.returncode == 0, same.stdout
