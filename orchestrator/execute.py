@@ -344,6 +344,10 @@ async def supervise(runner: Awaitable[Any], stop_as: Callable[[str, str], None],
         done, _ = await asyncio.wait({session_task, *helpers}, timeout=timeout,
                                      return_when=asyncio.FIRST_COMPLETED)
         if session_task in done:
+            if session_task.cancelled():  # it stopped itself as cancelled (a tool's stop)
+                why = cancel.reason if cancel is not None and cancel.requested else \
+                    "the session was cancelled"
+                return None, ("cancelled", why)
             return session_task.result(), None
         if cancel_wait is not None and cancel_wait in done and cancel is not None:
             stopped = (cancel.status, cancel.reason)

@@ -360,6 +360,14 @@ class LeadRun:
                 self._stopping = r._stop[1]
             if self._stopping:  # this call is over: stop the next one out
                 self._cancel_next()
+        if outcome.released and r._stop is not None and r._stop[0] == "cancelled" \
+                and r.backlog.get(tid).status == "open":
+            # Ctrl-C gave the task back: the call did not end, it was stopped. No outcome
+            # is recorded for it, so `orchestrail resume` continues it (the task's
+            # cancelled session resumed) like a call a crash left running.
+            if self._session is not None and req.parent_session == self.session_id:
+                self._session.cancelled_as = ("cancelled", self._stopping or "cancelled")
+            raise asyncio.CancelledError
         text = self._report(tid, req.subagent_type, outcome)
         if r.backlog.get(tid).status != "completed":
             raise ToolError(text)

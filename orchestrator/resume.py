@@ -368,7 +368,8 @@ class ResumeRunner(Runner):
         stream = f"run-{self.run_id}"
         head = await self.store.stream_version(stream)
         taken = {x.id for x, _, _ in self.takeover}
-        dispatch = [t.id for t in self.tasks if t.id not in taken]
+        dispatch = [] if self.config.lead is not None else [  # a lead dispatches itself
+            t.id for t in self.tasks if t.id not in taken]
         data: dict[str, Any] = {
             "run_id": self.run_id, "from_version": head,
             "previous_status": self.state.derived_status(),
@@ -588,13 +589,13 @@ class ResumeRunner(Runner):
         it ended before the task was settled; None: nothing started, a new attempt."""
         hit = self._calls.get((via.parent_session, via.tool_use_id))
         s = self.state.sessions.get(hit[1]) if hit is not None else None
-        if s is None or hit is None or hit[0] != task.id or \
-                (s.attempt is not None and s.attempt != task.attempts):
+        if s is None or hit is None or hit[0] != task.id:
             return None
         action = next((p.action for p in self.plan.sessions if p.session_id == s.id), "")
-        if action == "resume":
+        if action == "resume":  # (a task Ctrl-C released was claimed again: attempt + 1)
             return await self._resume_attempt(task, s.id, handle, lease, delegate=via.delegate)
-        if action == "done" and task.status == "claimed":
+        if action == "done" and task.status == "claimed" and s.attempt in (None,
+                                                                           task.attempts):
             return await self._recorded_outcome(task, s.id)
         return None
 

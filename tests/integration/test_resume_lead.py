@@ -87,6 +87,8 @@ def test_lead_run_with_reviews_killed_and_resumed(tmp_path: Path) -> None:
         assert [s["action"] for s in lead_plan] in (["resume"], []), plan
         out = cli(p, db, "resume", f"led{k}", "--json", "-q")
         assert out.returncode == 0, (n, out.stdout, out.stderr)
+        resumed_ev = [e for e in all_events(p, db) if e["type"] == "run.resumed"][-1]["data"]
+        assert resumed_ev["dispatch"] == [] and resumed_ev["lead"]["action"] == "resume"
         doc = json.loads(out.stdout)
         assert doc["status"] == "completed", doc
         assert sorted(doc["tasks"]["completed"]) == ids
@@ -251,3 +253,46 @@ def test_a_delegation_two_deep_killed_in_the_grandchild_and_resumed(tmp_path: Pa
     assert cli(p, db, "verify").returncode == 0
     replay = json.loads(cli(p, db, "replay", "deep", "--format", "json").stdout)
     assert replay["run"]["status"] == "completed" and replay["incomplete"] == []
+
+
+def test_ctrl_c_in_a_led_run_then_resume_continues_the_call(tmp_path: Path) -> None:
+    """Ctrl-C releases the task the lead was waiting for and records no outcome for the
+    lead's Agent call (it was stopped, not ended): `resume` continues that call like one a
+    crash left running (the task's cancelled session resumed), so no task is skipped."""
+    import subprocess
+    import time
+
+    p = led_project(tmp_path, 4, 6)
+    db = p / ".orchestrail" / "events.db"
+    assert cli(p, db, "task", "import", "tasks.yaml").returncode == 0
+    proc = subprocess.Popen([ORCHESTRAIL, "run", "--lead", "--review", "--script",
+                             "script.yaml", "--run-id", "cc", "-q"], cwd=p, env=env_for(db),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        start = count_events(db)
+        while count_events(db) < start + 60:  # inside the second or third task
+            assert proc.poll() is None
+            time.sleep(0.005)
+        proc.send_signal(signal.SIGINT)
+        proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130
+    before = all_events(p, db)
+    assert [e for e in before if e["type"] == "run.finished"][-1]["data"]["status"] \
+        == "cancelled"
+    out = cli(p, db, "resume", "cc", "--json", "-q")
+    assert out.returncode == 0, out.stderr
+    doc = json.loads(out.stdout)
+    assert doc["status"] == "completed" and sorted(doc["tasks"]["completed"]) == [
+        "t01", "t02", "t03", "t04"]
+    evs = all_events(p, db)
+    outcomes = check_trail(evs)
+    lead_sid = next(e["data"]["session_id"] for e in evs if e["type"] == "lead.started")
+    calls = [d for (stream, _), d in outcomes.items() if stream == f"session-{lead_sid}"]
+    assert len(calls) == 4 and not any(d["is_error"] for d in calls)
+    assert sum(d.get("continued") is True for d in calls) == 1
+    assert Counter(e["stream"] for e in evs if e["type"] == "task.completed") == Counter(
+        {f"task-t0{i}": 1 for i in range(1, 5)})
+    assert cli(p, db, "verify").returncode == 0
