@@ -537,7 +537,8 @@ class ResumeRunner(Runner):
             if s.started_at is None:  # dispatched, never started: the call starts anew
                 self.lead_takeover.append({"task_id": tid, "action": "attempt",
                                            "abandoned_session": s.id, "by": "lead"})
-            elif action in ("resume", "done"):
+            elif action == "resume" or (action == "done"
+                                        and self.backlog.get(tid).status == "claimed"):
                 self.lead_takeover.append({"task_id": tid, "session_id": s.id, "by": "lead",
                                            "action": "resume" if action == "resume"
                                            else "settle"})
