@@ -28,6 +28,7 @@ from eventstore.model import (
     ExpectedVersion,
     NewEvent,
     RecordedEvent,
+    append_result,
     recorded_event,
 )
 
@@ -171,20 +172,21 @@ VALUE_FIELDS = ("position", "id", "stream", "version", "type", "actor", "correla
 
 def build_values(
     stream: str, events: Sequence[NewEvent], head: Head | None, recorded_at: datetime,
-    first_position: int,
+    first_position: int, recorded_at_text: str | None = None,
 ) -> list[tuple[Any, ...]]:
     """Versions, canonical texts and chain hashes of a batch, as plain tuples (``VALUE_FIELDS``).
 
     The one place the chain is built: ``build_rows`` wraps these in ``Row`` objects for
     the backends that want them; SQLite inserts the tuples as they are (skipping the
     ``Row`` and the second tuple made from it: about 13 % of row building, 0.05 ms per
-    100 events).
+    100 events). ``recorded_at_text`` is ``format_ts(recorded_at)`` when the caller has
+    it (a group commit formats it once for all its appends).
     """
     out: list[tuple[Any, ...]] = []
     add = out.append
     version = -1 if head is None else head.version
     prev = None if head is None else head.hash
-    rec_text = format_ts(recorded_at)
+    rec_text = format_ts(recorded_at) if recorded_at_text is None else recorded_at_text
     texts = events.texts if isinstance(events, EncodedBatch) else None
     position = first_position
     hash_row = chain_hash_row
@@ -213,12 +215,13 @@ def plan_append_values(
     existing: dict[str, Existing],
     recorded_at: datetime,
     first_position: int,
+    recorded_at_text: str | None = None,
 ) -> AppendResult | list[tuple[Any, ...]]:
     """``plan_append`` returning ``build_values`` tuples (positions from ``first_position``)."""
     done = decide(stream, events, expected, head, existing)
     if done is not None:
         return done
-    return build_values(stream, events, head, recorded_at, first_position)
+    return build_values(stream, events, head, recorded_at, first_position, recorded_at_text)
 
 
 def plan_append(
@@ -285,10 +288,5 @@ def check_batch(events: Sequence[NewEvent]) -> None:
 
 
 def result_of(stream: str, rows: Sequence[Row], first_position: int) -> AppendResult:
-    return AppendResult(
-        stream=stream,
-        first_version=rows[0].version,
-        last_version=rows[-1].version,
-        first_position=first_position,
-        last_position=first_position + len(rows) - 1,
-    )
+    return append_result(stream, rows[0].version, rows[-1].version, first_position,
+                         first_position + len(rows) - 1)

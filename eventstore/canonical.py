@@ -133,11 +133,30 @@ def _fast_canonical(obj: Any) -> str | None:
         out = _orjson_dumps(obj, _refuse, _ORJSON_OPTS)
     except TypeError:  # orjson.JSONEncodeError: a type or value it will not write as we do
         return None
-    if ((b"." in out and b"0.0000" in out) or (b"e-" in out and _SMALL_FLOAT.search(out))
+    if ((b"." in out and b"0.0000" in out) or _has_small_exponent(out)
             or _orjson_loads(out) != obj):
         return None
     text: str = out.decode()
     return text
+
+
+def _has_small_exponent(out: bytes) -> bool:
+    """Does ``out`` hold a digit followed by ``e-`` (``_SMALL_FLOAT``)?
+
+    A search for the two bytes ``e-`` scans about as slowly as orjson parses the whole
+    text back, so the few ``-`` of a typical document are visited instead (memchr) and
+    their two bytes before compared; with more than four, the plain search.
+    """
+    i = out.find(b"-")
+    seen = 0
+    while i >= 0:
+        if i >= 2 and out[i - 1] == 101 and 48 <= out[i - 2] <= 57:  # digit, "e", "-"
+            return True
+        seen += 1
+        if seen > 4:
+            return b"e-" in out and _SMALL_FLOAT.search(out) is not None
+        i = out.find(b"-", i + 1)
+    return False
 
 
 def use_fast_json() -> bool:
@@ -196,10 +215,26 @@ def loads(text: str) -> Any:
 
 
 _fromisoformat = datetime.fromisoformat
+_isoformat = datetime.isoformat
+#: The last plain UTC datetime formatted and its text. The events of an append, or of a
+#: group commit, share one ``recorded_at`` object (and often one ``occurred_at``): their
+#: text is made once. Datetimes are immutable, so the same object has the same text; one
+#: tuple, replaced whole, so the event loop and the writer thread can both use it.
+_last_ts: tuple[datetime | None, str] = (None, "")
 
 
 def format_ts(ts: datetime) -> str:
     """UTC timestamp with microseconds and a Z, the only form stored or hashed."""
+    global _last_ts
+    last = _last_ts
+    if ts is last[0]:
+        return last[1]
+    if type(ts) is datetime and ts.tzinfo is UTC and ts.year >= 1000:
+        # C isoformat (a third of the cost of the % formatting below), "+00:00" -> "Z":
+        # the same text, pinned by ``test_format_ts_matches_strftime``
+        text = _isoformat(ts, "T", "microseconds")[:-6] + "Z"
+        _last_ts = (ts, text)
+        return text
     if ts.tzinfo is not UTC:
         if ts.tzinfo is None:
             raise ValueError("timestamps must be timezone-aware")

@@ -70,10 +70,14 @@ _GATED: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("G", ("-----BEGIN ",)),
     ("A", ("AKIA", "ASIA", "AIza")),
     ("J", ("eyJ",)),
-    ("-", ("glpat-",)),
     ("x", ("xox",)),
-    ("_", ("ghp_", "gho_", "ghu_", "ghs_", "ghr_", "github_pat_")),  # ghX_ behind "gh" too
 )
+#: - searched together: one regex over literals sharing a first character. ``re`` factors
+#:   the common ``g`` out and scans for it in C, which beats a ``"-"`` gate plus a search
+#:   for ``glpat-`` and a ``"_"`` gate plus searches for ``gh`` and ``github_pat_`` (a
+#:   two-character needle scans slowly): 0.5 against 1.5 us per KB of prose.
+_G_LITERALS = ("glpat-", "ghp_", "gho_", "ghu_", "ghs_", "ghr_", "github_pat_")
+_G_SEARCH = re.compile("|".join(map(re.escape, _G_LITERALS))).search
 _PLAIN = ("earer ",)
 Probe = tuple[int, str, bool]
 _K_PROBES: tuple[Probe, ...] = ((1, "sk-", False), (0, "k_live_", False),
@@ -205,11 +209,8 @@ class Redactor:
         if (("G" in t and "-----BEGIN " in t)
                 or ("A" in t and ("AKIA" in t or "ASIA" in t or "AIza" in t))
                 or ("J" in t and "eyJ" in t)
-                or ("-" in t and "glpat-" in t)
                 or ("x" in t and "xox" in t)
-                or ("_" in t and (("gh" in t and ("ghp_" in t or "gho_" in t or "ghu_" in t
-                                                  or "ghs_" in t or "ghr_" in t))
-                                  or "github_pat_" in t))
+                or _G_SEARCH(t) is not None
                 or "earer " in t
                 or ("@" in t and "://" in t)):  # a password in a URL needs both
             return False

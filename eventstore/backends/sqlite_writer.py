@@ -41,8 +41,9 @@ from eventstore.append import (
     result_of,
 )
 from eventstore.backends.sqlite_schema import INSERT_SQL, Settings, connect, describe_error
+from eventstore.canonical import format_ts
 from eventstore.errors import StoreError
-from eventstore.model import AppendResult, ExpectedVersion, NewEvent
+from eventstore.model import AppendResult, ExpectedVersion, NewEvent, append_result
 
 MAX_GROUP = 256
 _ID_CHUNK = 500  # ids per "IN (...)": well under SQLite's bound-parameter limit
@@ -139,6 +140,7 @@ def plan_group(conn: sqlite3.Connection, group: Sequence[AppendJob]
     heads = read_heads(conn, list(dict.fromkeys(job.stream for job in group)))
     position = read_sequence(conn) + 1
     now = datetime.now(UTC)
+    now_text = format_ts(now)  # once for the group
     outcomes: list[AppendResult | BaseException] = []
     params: list[tuple[Any, ...]] = []
     for job in group:
@@ -147,7 +149,7 @@ def plan_group(conn: sqlite3.Connection, group: Sequence[AppendJob]
         try:
             try:
                 plan = plan_append_values(job.stream, job.events, job.expected,
-                                          heads.get(job.stream), mine, now, position)
+                                          heads.get(job.stream), mine, now, position, now_text)
             except StoreError:
                 # A retry of a stored append fails its version check when its ids are not
                 # known: look them up (only now, on this rare path) and decide again.
@@ -156,7 +158,7 @@ def plan_group(conn: sqlite3.Connection, group: Sequence[AppendJob]
                     raise
                 plan = plan_append_values(job.stream, job.events, job.expected,
                                           heads.get(job.stream), {**stored, **mine}, now,
-                                          position)
+                                          position, now_text)
         except StoreError as exc:
             outcomes.append(exc)
             continue
@@ -169,9 +171,7 @@ def plan_group(conn: sqlite3.Connection, group: Sequence[AppendJob]
                 existing[v[1]] = Existing(v[2], v[3], v[0])
         last = plan[-1]
         heads[job.stream] = Head(last[3], last[13])
-        outcomes.append(AppendResult(stream=job.stream, first_version=plan[0][3],
-                                     last_version=last[3], first_position=position,
-                                     last_position=last[0]))
+        outcomes.append(append_result(job.stream, plan[0][3], last[3], position, last[0]))
         position += len(plan)
     return outcomes, params
 
