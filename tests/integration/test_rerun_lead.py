@@ -55,7 +55,8 @@ def test_lead_run_with_reviews_reruns_the_same_and_diverges_in_the_child(
     assert [x["agent"] for x in parts[:3]] == ["orchestrator", "backend-implementer",
                                                 "reviewer"]
     assert len(parts) == 15 and all(x["status"] == "completed" for x in parts)
-    assert rep["reviews_rerun"] == 7 and not rep["notes"], rep["notes"]
+    assert rep["reviews_rerun"] == 7 and not rep["notes"], [
+        (n["agent"], n["tool"], n["input"], n["output_diff"]) for n in rep["notes"]]
     rec_lead = parts[0]["recorded_session"]
     assert parts[0]["via"] is None
     assert parts[1]["via"] == {"kind": "agent_call", "caller": rec_lead,
