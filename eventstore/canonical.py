@@ -215,26 +215,10 @@ def loads(text: str) -> Any:
 
 
 _fromisoformat = datetime.fromisoformat
-_isoformat = datetime.isoformat
-#: The last plain UTC datetime formatted and its text. The events of an append, or of a
-#: group commit, share one ``recorded_at`` object (and often one ``occurred_at``): their
-#: text is made once. Datetimes are immutable, so the same object has the same text; one
-#: tuple, replaced whole, so the event loop and the writer thread can both use it.
-_last_ts: tuple[datetime | None, str] = (None, "")
 
 
 def format_ts(ts: datetime) -> str:
     """UTC timestamp with microseconds and a Z, the only form stored or hashed."""
-    global _last_ts
-    last = _last_ts
-    if ts is last[0]:
-        return last[1]
-    if type(ts) is datetime and ts.tzinfo is UTC and ts.year >= 1000:
-        # C isoformat (a third of the cost of the % formatting below), "+00:00" -> "Z":
-        # the same text, pinned by ``test_format_ts_matches_strftime``
-        text = _isoformat(ts, "T", "microseconds")[:-6] + "Z"
-        _last_ts = (ts, text)
-        return text
     if ts.tzinfo is not UTC:
         if ts.tzinfo is None:
             raise ValueError("timestamps must be timezone-aware")
