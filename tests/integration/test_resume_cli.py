@@ -86,6 +86,15 @@ def count_events(db: Path) -> int:
         return 0
 
 
+def sessions_in_flight(db: Path) -> int:
+    """Session streams whose last event is not their end (agent.finished/agent.failed)."""
+    with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=1) as con:
+        return int(con.execute(
+            "SELECT count(*) FROM (SELECT max(position) AS p FROM events "
+            "WHERE stream LIKE 'session-%' GROUP BY stream) s JOIN events e ON e.position = "
+            "s.p WHERE e.type NOT IN ('agent.finished', 'agent.failed')").fetchone()[0])
+
+
 def kill_at(cmd: list[str], cwd: Path, db: Path, n: int, deadline: float = 120) -> int:
     """Start ``cmd``, SIGKILL it once the store holds ``n`` events; the count at the kill."""
     proc = subprocess.Popen(cmd, cwd=cwd, env=env_for(db), stdout=subprocess.DEVNULL,
@@ -231,7 +240,7 @@ def test_ctrl_c_then_resume_continues_the_cancelled_session(tmp_path: Path) -> N
     the run's process is alive, then continues the cancelled session itself (its recorded
     turns are not asked again) and dispatches the tasks not started."""
     steps = 6
-    p = project(tmp_path, steps, 0.3, tasks=3)
+    p = project(tmp_path, steps, 0.5, tasks=3)  # ~10 s of run: room for `resume` to start
     db = p / ".orchestrail" / "events.db"
     assert cli(p, db, "task", "import", "tasks.yaml").returncode == 0
     proc = subprocess.Popen([ORCHESTRAIL, "run", "--script", "script.yaml", "--run-id", "cc",
@@ -244,6 +253,11 @@ def test_ctrl_c_then_resume_continues_the_cancelled_session(tmp_path: Path) -> N
             time.sleep(0.005)
         busy = cli(p, db, "resume", "cc")
         assert busy.returncode == 1 and "still running" in busy.stderr
+        # the run went on while `resume` started (seconds on a loaded machine): Ctrl-C
+        # only once a session is in flight again, not between two tasks
+        while not sessions_in_flight(db):
+            assert proc.poll() is None, "the run ended before it could be interrupted"
+            time.sleep(0.002)
         proc.send_signal(signal.SIGINT)
         _, err = proc.communicate(timeout=60)
     finally:
