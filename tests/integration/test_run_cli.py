@@ -545,7 +545,11 @@ def test_parallel_run_on_postgres_and_connection_killed(tmp_path: Path,
     # the append after the killed connection fails; the pool reconnects for the rest, so
     # the run records its end and gives the task back
     assert proc.returncode == 1 and "the store failed" in err, err
-    assert "terminating connection" in err and "recorded as failed" in err
+    # libpq's words for the killed backend: the server's notice if it was read before the
+    # socket closed, else its own (which of the two depends on timing)
+    assert ("terminating connection" in err or "server closed the connection" in err
+            or "terminated abnormally" in err), err
+    assert "recorded as failed" in err
     assert len(runs) == 2 and runs[-1]["data"]["status"] == "failed"
     assert "s" in runs[-1]["data"]["tasks"]["released"]
     assert of(evs, "task.released")[-1]["stream"] == "task-s"
