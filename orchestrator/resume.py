@@ -220,6 +220,7 @@ class ResumeRunner(Runner):
         self._resumed_data: dict[str, Any] = {"dispatch": []}
         #: sessions that were running and will not be continued -> why (closed as abandoned)
         self.abandon: dict[str, str] = {}
+        self._run_head: int | None = None  # the run stream's version when prepare() began
         #: a lead run: the run's tasks not settled yet (the lead's calls settle them), and
         #: each Agent call (its session, its tool_use_id) -> (task id, its last session),
         #: from task.dispatched (a script's tool_use_ids repeat across sessions)
@@ -240,6 +241,10 @@ class ResumeRunner(Runner):
         from orchestrator.runner import RunInputError
 
         cfg, state = self.config, self.state
+        # the run stream's head as this resumer found it: ``run.resumed`` is appended only
+        # if nothing came after, so of two resumers that prepared at once exactly one wins
+        # (read at claim time, a slower claimer saw the winner's events as the head and won too)
+        self._run_head = await self.store.stream_version(f"run-{self.run_id}")
         led = cfg.lead is not None
         if led and cfg.provider == "claude-code":
             raise ResumeRunError(f"run {self.run_id} was led by a lead agent; a lead needs "
@@ -366,7 +371,7 @@ class ResumeRunner(Runner):
         from eventstore.model import NO_STREAM, NewEvent
 
         stream = f"run-{self.run_id}"
-        head = await self.store.stream_version(stream)
+        head = self._run_head
         taken = {x.id for x, _, _ in self.takeover}
         dispatch = [] if self.config.lead is not None else [  # a lead dispatches itself
             t.id for t in self.tasks if t.id not in taken]

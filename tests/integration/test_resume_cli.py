@@ -21,6 +21,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 
 from tests.conftest import ORCHESTRAIL
@@ -334,6 +335,37 @@ async def test_two_resumers_of_one_run_only_one_proceeds(tmp_path: Path) -> None
     check_trail(evs)
     assert Counter(e["stream"] for e in evs if e["type"] == "task.completed") == Counter(
         {f"task-t{i:02d}": 1 for i in range(1, 5)})
+
+
+async def test_a_resumer_that_prepared_before_another_claimed_does_not_proceed(
+        tmp_path: Path) -> None:
+    """The worst interleaving of two resumers, made certain: both prepare, then one runs
+    to the end before the other claims. The second must still lose: the run changed since
+    it looked (it used to read the head only when claiming, and both ran the run)."""
+    from eventstore.urls import open_store
+    from orchestrator.cli.replay import load_run
+    from orchestrator.resume import ResumeRunError, ResumeRunner
+
+    p = project(tmp_path, 3, 0.01, tasks=4)
+    db = p / ".orchestrail" / "events.db"
+    assert cli(p, db, "task", "import", "tasks.yaml").returncode == 0
+    kill_at([ORCHESTRAIL, "run", "--script", "script.yaml", "--run-id", "late", "-q"], p,
+            db, count_events(db) + 30)
+    store = await open_store(f"sqlite:///{db}")
+    try:
+        first, second = [ResumeRunner(store, await load_run(store, "late"), {})
+                         for _ in range(2)]
+        await first.prepare()
+        await second.prepare()
+        report = await first.run()
+        assert report.status == "completed"
+        with pytest.raises(ResumeRunError, match="another process is resuming"):
+            await second.run()
+    finally:
+        await store.close()
+    evs = all_events(p, db)
+    assert [e["type"] for e in evs].count("run.resumed") == 1
+    check_trail(evs)
 
 
 def _kill_marked(marker: str) -> None:
