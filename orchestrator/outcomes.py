@@ -14,6 +14,10 @@ now fails would go unnoticed as long as the model was served the same next turn.
   difference there is reported with a diff of the two outputs but is not a divergence,
   unless the caller asks for ``strict`` comparison.
 
+Glob lists files newest first: the order follows modification times, which a scratch
+clone does not keep (checkout writes every file within a few milliseconds, ties fall back
+to the path), so its output lines are compared as a set (``ORDER_FREE``).
+
 Changed file hashes (``files`` of Write/Edit) follow from the output rule: an Edit applied
 to a file whose starting content changed leaves a different file, and the tests that read
 it are what decide (their exit code).
@@ -39,6 +43,8 @@ _VOLATILE = [
 ]
 #: lines of output diff shown per call
 DIFF_LINES = 40
+#: tools whose output order follows file modification times: lines compared as a set
+ORDER_FREE = frozenset({"Glob"})
 
 
 def normalise(text: str | None, roots: Sequence[str] = ()) -> str:
@@ -94,6 +100,11 @@ def output_diff(a: str | None, b: str | None, label_a: str = "recorded",
     return lines
 
 
+def _comparable(call: ToolCall, roots: Sequence[str]) -> str:
+    text = normalise(call.output, roots)
+    return "\n".join(sorted(text.splitlines())) if call.tool in ORDER_FREE else text
+
+
 def compare_calls(a: ToolCall, b: ToolCall, roots: Sequence[str] = (), *,
                   strict: bool = False, labels: tuple[str, str] = ("recorded", "now")
                   ) -> dict[str, Any] | None:
@@ -105,7 +116,7 @@ def compare_calls(a: ToolCall, b: ToolCall, roots: Sequence[str] = (), *,
     oa, ob = outcome(a), outcome(b)
     fields = [k for k in oa if oa[k] != ob[k]]
     same_output = (a.output_sha256 is not None and a.output_sha256 == b.output_sha256) or \
-        normalise(a.output, roots) == normalise(b.output, roots)
+        _comparable(a, roots) == _comparable(b, roots)
     if not fields and same_output:
         return None
     kind = "outcome" if fields else "output"

@@ -49,3 +49,14 @@ def test_input_key_ignores_workspace_roots() -> None:
     a.input = {"file_path": "/ws/one/app.py"}
     b.input = {"file_path": "/tmp/two/app.py"}
     assert input_key(a, ["/ws/one"]) == input_key(b, ["/tmp/two"])
+
+
+def test_glob_output_order_is_not_compared() -> None:
+    """Glob lists newest first; a scratch clone's mtimes are not the recording's."""
+    a, b = call("store/b.py\nstore/a.py"), call("store/a.py\nstore/b.py")
+    assert compare_calls(a, b) is not None  # Bash: the order counts
+    a.tool = b.tool = "Glob"
+    assert compare_calls(a, b) is None and compare_calls(a, b, strict=True) is None
+    b.output = "store/a.py\nstore/c.py"
+    other = compare_calls(a, b)
+    assert other is not None and other["kind"] == "output"
