@@ -94,6 +94,19 @@ WRITE_EACH = """\
     """
 
 
+
+def gone(pattern: str, within: float = 10.0) -> str:
+    """Wait until no process's command line matches ``pattern`` (a killed process group
+    takes a moment to disappear on a loaded machine); what still matches after
+    ``within`` seconds (empty when all are gone)."""
+    deadline = time.monotonic() + within
+    while True:
+        ps = subprocess.run(["pgrep", "-af", pattern], capture_output=True, text=True)
+        if not ps.stdout.strip() or time.monotonic() > deadline:
+            return ps.stdout.strip()
+        time.sleep(0.1)
+
+
 def test_dependency_order_worktrees_branches_and_trail(tmp_path: Path) -> None:
     p = project(tmp_path, CHAIN, WRITE_EACH)
     rep = run_json(p)
@@ -369,8 +382,7 @@ def test_sigint_cancels_cleanly(tmp_path: Path) -> None:
     listed = json.loads(cli(p, "task", "list", "--json").stdout)
     assert {t["id"]: t["status"] for t in listed} == {"slow": "ready", "next": "blocked"}
     # the sleep's process group was killed with the session
-    ps = subprocess.run(["pgrep", "-f", "sleep 59.7"], capture_output=True, text=True)
-    assert ps.stdout.strip() == ""
+    assert gone("sleep 59.7") == ""
     assert cli(p, "verify").returncode == 0
 
 

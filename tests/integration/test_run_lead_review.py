@@ -22,7 +22,7 @@ import pytest
 
 from tests.conftest import ORCHESTRAIL, ROOT
 from tests.fakes.model_servers import AnthropicServer, Script, text, tool_use
-from tests.integration.test_run_cli import TESTER, cli, events, of
+from tests.integration.test_run_cli import TESTER, cli, events, gone, of
 
 REVIEWER = (ROOT / ".claude" / "agents" / "reviewer.md").read_text()
 LEAD = (ROOT / ".claude" / "agents" / "orchestrator.md").read_text()
@@ -450,8 +450,7 @@ def test_ctrl_c_during_a_lead_dispatch_and_during_a_review(tmp_path: Path) -> No
     ended = {e["stream"] for e in of(mine, "agent.failed") + of(mine, "agent.finished")}
     assert sessions == ended and len(sessions) == 3  # lead, attempt, reviewer: all ended
     assert [e["type"] for e in mine][-2:] == ["agent.failed", "run.finished"]  # lead last
-    ps = subprocess.run(["pgrep", "-f", "sleep 5[78]"], capture_output=True, text=True)
-    assert ps.stdout.strip() == ""
+    assert gone("sleep 5[78]") == ""
     assert cli(p, "verify").returncode == 0
 
 
