@@ -17,6 +17,7 @@ import pytest
 
 from tests import pg_support
 from tests.conftest import ORCHESTRAIL, ROOT
+from tests.unit.agents._runtime import running
 
 TESTER = """\
 ---
@@ -95,16 +96,14 @@ WRITE_EACH = """\
 
 
 
-def gone(pattern: str, within: float = 10.0) -> str:
-    """Wait until no process's command line matches ``pattern`` (a killed process group
-    takes a moment to disappear on a loaded machine); what still matches after
-    ``within`` seconds (empty when all are gone)."""
+def gone(*markers: str, within: float = 10.0) -> list[str]:
+    """The ``markers`` still in a live process's command line after waiting up to
+    ``within`` seconds (a killed process group takes a moment to disappear on a loaded
+    machine); empty when all are gone."""
     deadline = time.monotonic() + within
-    while True:
-        ps = subprocess.run(["pgrep", "-af", pattern], capture_output=True, text=True)
-        if not ps.stdout.strip() or time.monotonic() > deadline:
-            return ps.stdout.strip()
-        time.sleep(0.1)
+    while (left := [m for m in markers if running(m)]) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return left
 
 
 def test_dependency_order_worktrees_branches_and_trail(tmp_path: Path) -> None:
@@ -382,7 +381,7 @@ def test_sigint_cancels_cleanly(tmp_path: Path) -> None:
     listed = json.loads(cli(p, "task", "list", "--json").stdout)
     assert {t["id"]: t["status"] for t in listed} == {"slow": "ready", "next": "blocked"}
     # the sleep's process group was killed with the session
-    assert gone("sleep 59.7") == ""
+    assert gone("sleep 59.7") == []
     assert cli(p, "verify").returncode == 0
 
 
