@@ -588,7 +588,11 @@ class Runner:
 
         return await execute_task(task, task.attempts, self.exec, cancel=handle,
                                   heartbeat=heartbeat,
-                                  heartbeat_every=max(1.0, lease.total_seconds() / 3))
+                                  heartbeat_every=self._heartbeat_every(lease))
+
+    def _heartbeat_every(self, lease: timedelta) -> float:
+        """Seconds between lease renewals: a third of the lease (a worker sets its own)."""
+        return max(1.0, lease.total_seconds() / 3)
 
     async def _settle(self, task: TaskState, outcome: TaskOutcome,
                       not_before: dict[str, float]) -> None:

@@ -58,7 +58,7 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
-from orchestrator.execute import Cancel, TaskOutcome, execute_task
+from orchestrator.execute import Cancel, TaskOutcome
 from orchestrator.runner import RunConfig, RunInputError, Runner, RunReport, _version
 
 if TYPE_CHECKING:
@@ -325,15 +325,8 @@ class Worker(Runner):
             tasks = top[k:] + top[:k] + tasks[len(top):]
         return tasks
 
-    async def _attempt(self, task: TaskState, handle: Cancel, lease: timedelta) -> TaskOutcome:
-        assert self.exec is not None and self.backlog is not None
-        backlog = self.backlog
-
-        async def heartbeat() -> None:
-            await backlog.renew(task.id, self.run_id, lease=lease)
-
-        return await execute_task(task, task.attempts, self.exec, cancel=handle,
-                                  heartbeat=heartbeat, heartbeat_every=self.worker.heartbeat_s)
+    def _heartbeat_every(self, lease: timedelta) -> float:
+        return self.worker.heartbeat_s
 
     async def _settle(self, task: TaskState, outcome: TaskOutcome,
                       not_before: dict[str, float]) -> None:
