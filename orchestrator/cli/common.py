@@ -18,6 +18,7 @@ import click
 if TYPE_CHECKING:
     from eventstore.base import EventStore
     from eventstore.config import Config
+    from orchestrator.runs import RunSummary
 
 T = TypeVar("T")
 
@@ -72,6 +73,20 @@ def fail(message: str, code: int = 1) -> None:
     """One line on stderr, a non-zero exit."""
     click.echo(f"orchestrail: error: {message}", err=True)
     sys.exit(code)
+
+
+async def resolve_run_or_fail(store: EventStore, text: str | None, *, last: bool = False,
+                              runs: list[RunSummary] | None = None) -> str:
+    """``runs.resolve_run``, or exit 2 naming the closest ids: for the commands where an
+    unknown run is bad input (rerun, resume, diff); replay and audit let ``run_async``
+    report it with exit 1."""
+    from orchestrator.runs import RunNotFound, resolve_run
+
+    try:
+        return await resolve_run(store, text, last=last, runs=runs)
+    except RunNotFound as exc:
+        fail(str(exc), 2)
+        raise  # not reached: fail exits
 
 
 def run_async(fn: Callable[..., Coroutine[Any, Any, T]]) -> Callable[..., T | None]:

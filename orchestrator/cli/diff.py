@@ -12,7 +12,7 @@ from typing import Any
 
 import click
 
-from orchestrator.cli.common import Ctx, emit_json, fail, run_async
+from orchestrator.cli.common import Ctx, emit_json, resolve_run_or_fail, run_async
 
 
 def _val(field: str, v: Any) -> str:
@@ -95,17 +95,13 @@ async def diff(obj: Ctx, run_a: str, run_b: str, as_json: bool) -> None:
     Each is a run id, a unique prefix, or `last`. Exit 0: the same; 1: they differ.
     """
     from orchestrator.rundiff import diff_runs
-    from orchestrator.runs import RunNotFound, list_runs, resolve_run
+    from orchestrator.runs import list_runs
 
     store = await obj.open_store(create=False)
     try:
         runs = await list_runs(store)
-        try:
-            a = await resolve_run(store, run_a, runs=runs)
-            b = await resolve_run(store, run_b, runs=runs)
-        except RunNotFound as exc:
-            fail(str(exc), 2)
-            return
+        a = await resolve_run_or_fail(store, run_a, runs=runs)
+        b = await resolve_run_or_fail(store, run_b, runs=runs)
         doc = await diff_runs(store, a, b)
     finally:
         await store.close()

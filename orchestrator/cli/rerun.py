@@ -14,7 +14,7 @@ from typing import Any
 
 import click
 
-from orchestrator.cli.common import Ctx, emit_json, fail, run_async
+from orchestrator.cli.common import Ctx, emit_json, fail, resolve_run_or_fail, run_async
 
 
 def _progress(kind: str, data: dict[str, Any]) -> None:
@@ -120,7 +120,6 @@ async def rerun(obj: Ctx, run: str | None, last: bool, workspace: Path | None,
     from agents.providers.base import ProviderError
     from orchestrator.rerun import RerunError, RerunOptions, Step
     from orchestrator.rerun import rerun as do_rerun
-    from orchestrator.runs import RunNotFound, resolve_run
 
     step = None
     live = None
@@ -145,11 +144,7 @@ async def rerun(obj: Ctx, run: str | None, last: bool, workspace: Path | None,
         fail(str(exc), 2)
     store = await obj.open_store(create=False)
     try:
-        try:
-            origin = await resolve_run(store, run, last=last)
-        except RunNotFound as exc:
-            fail(str(exc), 2)
-            return
+        origin = await resolve_run_or_fail(store, run, last=last)
         opts = RerunOptions(workspace=workspace, live_from=step, live=live,
                             live_name=provider_name, strict=strict, keep=keep, run_id=run_id,
                             on_progress=None if as_json else _progress, config=obj.config())

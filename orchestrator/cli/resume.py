@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from orchestrator.cli.common import Ctx, emit_json, fail, run_async
+from orchestrator.cli.common import Ctx, emit_json, fail, resolve_run_or_fail, run_async
 
 if TYPE_CHECKING:
     from eventstore.base import EventStore
@@ -55,15 +55,10 @@ async def resume(obj: Ctx, run_ref: str | None, last: bool, provider_name: str |
     """Finish RUN after a crash or Ctrl-C, without redoing recorded work."""
     from orchestrator.cli.replay import load_run
     from orchestrator.resume import plan, process_alive
-    from orchestrator.runs import RunNotFound, resolve_run
 
     store = await obj.open_store(create=False)
     try:
-        try:
-            run_id = await resolve_run(store, run_ref, last=last)
-        except RunNotFound as exc:
-            fail(str(exc), 2)
-            return
+        run_id = await resolve_run_or_fail(store, run_ref, last=last)
         state = await load_run(store, run_id)
         p = plan(state)
         if dry_run:

@@ -24,14 +24,6 @@ from eventstore.urls import open_store
 from tests.unit.agents._runtime import definition, of_type, one_call, run_script
 
 
-@pytest.fixture
-def ws(tmp_path: Path) -> Path:
-    p = tmp_path / "ws"
-    p.mkdir()
-    (p / "app.py").write_text("print('hi')\n")
-    return p
-
-
 async def test_trail_order_and_causation(ws: Path) -> None:
     turns = [{"text": "look", "tool_calls": [{"name": "Read", "input": {"file_path": "app.py"}}]},
              {"tool_calls": [{"name": "Write", "input": {"file_path": "b.py", "content": "x"}}]},

@@ -36,14 +36,6 @@ SCRIPT: list[Any] = [
 ]
 
 
-@pytest.fixture
-def ws(tmp_path: Path) -> Path:
-    p = tmp_path / "ws"
-    p.mkdir()
-    (p / "app.py").write_text("print('hi')\n")
-    return p
-
-
 async def record(ws: Path, turns: list[Any] = SCRIPT) -> tuple[str, list[RecordedEvent]]:
     store = MemoryStore()
     result = await AgentSession(definition(), "do the task", provider=ScriptProvider(
