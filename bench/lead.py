@@ -23,7 +23,6 @@ import argparse
 import asyncio
 import statistics
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
@@ -50,9 +49,10 @@ def _project(root: Path, n: int) -> Path:
 
 
 async def _run(root: Path, n: int, mode: str) -> float:
+    from bench.orchestrator import timed_run
     from eventstore.urls import open_store
     from orchestrator.backlog import Backlog, TaskSpec
-    from orchestrator.runner import RunConfig, Runner
+    from orchestrator.runner import RunConfig
 
     p = _project(root, n)
     store = await open_store(f"sqlite:///{root}/run.db")
@@ -62,12 +62,7 @@ async def _run(root: Path, n: int, mode: str) -> float:
     cfg = RunConfig(project=p, script=p / "script.yaml", workspace="none",
                     lead="orchestrator" if mode == "lead" else None,
                     review="reviewer" if mode == "review" else None)
-    runner = Runner(store, cfg)
-    t0 = time.perf_counter()
-    await runner.prepare()
-    report = await runner.run()
-    took = time.perf_counter() - t0
-    assert report.status == "completed" and len(report.completed) == n, report.to_dict()
+    took, _ = await timed_run(store, cfg, n)
     await store.close()
     return took
 

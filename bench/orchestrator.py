@@ -77,19 +77,29 @@ async def _direct(root: Path, n: int) -> float:
 
 async def _orchestrated(root: Path, n: int, mode: str) -> tuple[float, float]:
     from eventstore.urls import open_store
-    from orchestrator.runner import RunConfig, Runner
+    from orchestrator.runner import RunConfig
 
     p = _project(root, git=mode == "worktree")
     store = await open_store(f"sqlite:///{root}/run.db")
     await _backlog(store, n)
-    runner = Runner(store, RunConfig(project=p, script=p / "script.yaml", workspace=mode))
+    took, report = await timed_run(
+        store, RunConfig(project=p, script=p / "script.yaml", workspace=mode), n)
+    await store.close()
+    return took, report.session_seconds
+
+
+async def timed_run(store: Any, cfg: Any, n: int) -> tuple[float, Any]:
+    """Prepare and run ``cfg`` on ``store``: the wall time and the report, which must say
+    all ``n`` tasks completed (a bench of a failing run measures nothing)."""
+    from orchestrator.runner import Runner
+
+    runner = Runner(store, cfg)
     t0 = time.perf_counter()
     await runner.prepare()
     report = await runner.run()
     took = time.perf_counter() - t0
     assert report.status == "completed" and len(report.completed) == n, report.to_dict()
-    await store.close()
-    return took, report.session_seconds
+    return took, report
 
 
 def _round(n: int, mode: str) -> tuple[float, float, float]:
