@@ -340,6 +340,32 @@ def test_parallel_runs_sessions_at_once(tmp_path: Path) -> None:
     assert len(paths) == 4
 
 
+def interrupt_when(p: Path, marker: str, *args: str
+                   ) -> tuple[subprocess.Popen[str], str, str, float]:
+    """Start `run --script script.yaml --json ARGS` in ``p``, wait until stderr shows
+    ``marker``, send SIGINT; returns (proc, stdout, rest of stderr, seconds from the signal
+    to the exit)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ORCHESTRAIL_")}
+    proc = subprocess.Popen([ORCHESTRAIL, "run", "--script", "script.yaml", "--json", *args],
+                            cwd=p, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    assert proc.stderr is not None
+    seen = []
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        line = proc.stderr.readline()
+        seen.append(line)
+        if marker in line:
+            break
+    else:
+        proc.kill()
+        pytest.fail(f"never saw {marker!r}: {seen}")
+    t0 = time.monotonic()
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=30)
+    return proc, out, err, time.monotonic() - t0
+
+
 def test_sigint_cancels_cleanly(tmp_path: Path) -> None:
     tasks = """\
         defaults: {agent: tester}
@@ -350,26 +376,9 @@ def test_sigint_cancels_cleanly(tmp_path: Path) -> None:
         - "slept"
         """
     p = project(tmp_path, tasks, script)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ORCHESTRAIL_")}
-    proc = subprocess.Popen([ORCHESTRAIL, "run", "--script", "script.yaml", "--json"],
-                            cwd=p, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)
-    assert proc.stderr is not None
-    seen = []
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        line = proc.stderr.readline()
-        seen.append(line)
-        if "Bash: sleep 59.7" in line:
-            break
-    else:
-        proc.kill()
-        pytest.fail(f"the slow task never started: {seen}")
-    t0 = time.monotonic()
-    proc.send_signal(signal.SIGINT)
-    out, err = proc.communicate(timeout=30)
+    proc, out, err, took = interrupt_when(p, "Bash: sleep 59.7")
     assert proc.returncode == 130, err
-    assert time.monotonic() - t0 < 10
+    assert took < 10
     rep = json.loads(out)
     assert rep["status"] == "cancelled" and "SIGINT" in rep["reason"]
     assert "slow" in rep["tasks"]["released"] and rep["tasks"]["not_run"] == ["next"]

@@ -11,18 +11,14 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import textwrap
-import time
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from tests.conftest import ORCHESTRAIL, ROOT
 from tests.fakes.model_servers import AnthropicServer, Script, text, tool_use
-from tests.integration.test_run_cli import TESTER, cli, events, gone, of
+from tests.integration.test_run_cli import TESTER, cli, events, gone, interrupt_when, of
 
 REVIEWER = (ROOT / ".claude" / "agents" / "reviewer.md").read_text()
 LEAD = (ROOT / ".claude" / "agents" / "orchestrator.md").read_text()
@@ -374,28 +370,6 @@ You review.
 """
 
 
-def interrupt_when(p: Path, marker: str, *args: str) -> tuple[subprocess.Popen[str], str]:
-    """Start `run`, wait until stderr shows ``marker``, send SIGINT; returns (proc, out)."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ORCHESTRAIL_")}
-    proc = subprocess.Popen([ORCHESTRAIL, "run", "--script", "script.yaml", "--json", *args],
-                            cwd=p, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)
-    assert proc.stderr is not None
-    seen = []
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        line = proc.stderr.readline()
-        seen.append(line)
-        if marker in line:
-            break
-    else:
-        proc.kill()
-        pytest.fail(f"never saw {marker!r}: {seen}")
-    proc.send_signal(signal.SIGINT)
-    out, _ = proc.communicate(timeout=30)
-    return proc, out
-
-
 def test_ctrl_c_during_a_lead_dispatch_and_during_a_review(tmp_path: Path) -> None:
     p = project(tmp_path, """\
         tasks:
@@ -413,7 +387,7 @@ def test_ctrl_c_during_a_lead_dispatch_and_during_a_review(tmp_path: Path) -> No
         """, tasks="tasks:\n  - {id: a, title: Slow, agent: tester}\n")
     (p / ".claude" / "agents" / "slow-reviewer.md").write_text(SLOW_REVIEWER)
     # 1. the lead waits for its subagent: both sessions end cancelled, the task is released
-    proc, out = interrupt_when(p, "Bash: sleep 58.3", "--lead")
+    proc, out, _, _ = interrupt_when(p, "Bash: sleep 58.3", "--lead")
     assert proc.returncode == 130
     rep = json.loads(out)
     assert rep["status"] == "cancelled" and "a" in rep["tasks"]["released"]
@@ -424,7 +398,7 @@ def test_ctrl_c_during_a_lead_dispatch_and_during_a_review(tmp_path: Path) -> No
     assert ended == {f"session-{lead_sid}": "cancelled", f"session-{child}": "cancelled"}
     assert of(evs, "run.finished")[-1]["data"]["status"] == "cancelled"
     # 2. Ctrl-C while the reviewer works: the task is released, not failed
-    proc, out = interrupt_when(p, "Bash: sleep 57.1", "--review", "slow-reviewer")
+    proc, out, _, _ = interrupt_when(p, "Bash: sleep 57.1", "--review", "slow-reviewer")
     assert proc.returncode == 130
     rep = json.loads(out)
     assert "a" in rep["tasks"]["released"] and not rep["tasks"]["failed"]
@@ -438,7 +412,7 @@ def test_ctrl_c_during_a_lead_dispatch_and_during_a_review(tmp_path: Path) -> No
     # first (task released), then the lead
     (p / "script.yaml").write_text((p / "script.yaml").read_text().replace(
         'prompt: "Sleep."', 'prompt: "Do it."'))
-    proc, out = interrupt_when(p, "Bash: sleep 57.1", "--lead", "--review", "slow-reviewer")
+    proc, out, _, _ = interrupt_when(p, "Bash: sleep 57.1", "--lead", "--review", "slow-reviewer")
     assert proc.returncode == 130
     rep = json.loads(out)
     assert "a" in rep["tasks"]["released"] and rep["status"] == "cancelled"
