@@ -217,13 +217,15 @@ def test_a_delegation_two_deep_killed_in_the_grandchild_and_resumed(tmp_path: Pa
     proc = subprocess.Popen([ORCHESTRAIL, "run", "--lead", "--script", "script.yaml",
                              "--run-id", "deep", "-q"], cwd=p, env=env_for(db),
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    trace = p / ".orchestrail" / "worktrees" / "deep" / "adhoc-deep-1" / "trace.txt"
     try:
         t0 = time.monotonic()
-        while True:  # kill while the grandchild's Bash sleeps
+        while True:  # kill while the grandchild's Bash sleeps (its echo done, not before:
+            # tool.requested is recorded before the command starts)
             with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=1) as con:
                 n = con.execute("SELECT count(*) FROM events WHERE type = 'tool.requested' "
                                 "AND actor = 'agent:tracer'").fetchone()[0]
-            if n:
+            if n and trace.exists():
                 break
             assert proc.poll() is None and time.monotonic() - t0 < 60
             time.sleep(0.005)
@@ -248,8 +250,7 @@ def test_a_delegation_two_deep_killed_in_the_grandchild_and_resumed(tmp_path: Pa
     assert bash["error_kind"] == "interrupted"
     resumed = {e["stream"] for e in evs if e["type"] == "agent.resumed"}
     assert len(resumed) == 3  # the lead, the child, the grandchild
-    ws = p / ".orchestrail" / "worktrees" / "deep" / adhoc
-    assert (ws / "trace.txt").read_text() == "deep\n"  # ran once, not again
+    assert trace.read_text() == "deep\n"  # ran once, not again
     assert cli(p, db, "verify").returncode == 0
     replay = json.loads(cli(p, db, "replay", "deep", "--format", "json").stdout)
     assert replay["run"]["status"] == "completed" and replay["incomplete"] == []
