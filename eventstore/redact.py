@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from eventstore.canonical import canonical_json
@@ -125,6 +125,23 @@ _SECRET_KEY = re.compile(
 )
 
 
+def _load_speedups() -> Callable[[str], bool | None] | None:
+    """The C pre-check (``eventstore/_speedups.c``), given this module's literals, if built.
+
+    The extension is optional: a machine without a C compiler installs the package
+    without it and every caller gets the same answers from ``Redactor._clean_py``.
+    """
+    try:
+        from eventstore import _speedups
+    except ImportError:
+        return None
+    _speedups.configure(_BUILTIN_HINTS, _KEY_KEYWORDS)
+    return _speedups.ascii_clean
+
+
+_ascii_clean = _load_speedups()
+
+
 def extra_patterns_given(patterns: dict[str, str]) -> bool:
     """Custom patterns have no known literals, so they always run the full regex."""
     return len(patterns) != len(BUILTIN_PATTERNS)
@@ -202,9 +219,18 @@ class Redactor:
         """True when no builtin rule can fire in this JSON text of a value (see below).
 
         Exactly: no literal of ``_BUILTIN_HINTS`` occurs, not both ``@`` and ``://``, and
-        no ``_KEY_KEYWORDS`` keyword occurs in the casefolded text (the tables above say
-        how each is looked for).
+        no ``_KEY_KEYWORDS`` keyword occurs in the casefolded text. ASCII text goes to the
+        C helper when it is built (one pass, about a tenth of the cost); other text, or
+        no helper, to ``_clean_py``.
         """
+        if _ascii_clean is not None:
+            found = _ascii_clean(text)
+            if found is not None:
+                return found
+        return self._clean_py(text)
+
+    def _clean_py(self, text: str) -> bool:
+        """``_clean`` in Python (the tables above say how each literal is looked for)."""
         t = text  # _GATED and _PLAIN written out: loops and any() cost more than searches
         if (("G" in t and "-----BEGIN " in t)
                 or ("A" in t and ("AKIA" in t or "ASIA" in t or "AIza" in t))

@@ -8,6 +8,7 @@ secrets, in every position a secret can hide (values, keys, lists, nesting, odd 
 from __future__ import annotations
 
 import random
+from typing import Any
 
 import pytest
 
@@ -95,6 +96,7 @@ def test_clean_agrees_with_testing_every_literal() -> None:
               "AUTHORIZATION", "\u017f", "ſecret", "\u212aey", "Key", "x", "k", "_", "-", "gh",
               "g", "h", "@", "://", "a@b", "http://u:p@h", "plain words ", "é", "J", "A", "G"]
     r = Redactor()
+    speedups = _speedups()
     for n in range(6000):  # some long enough for 3+ anchors (plain searches then)
         text = "".join(rng.choice(pieces) for _ in range(rng.randint(0, 6 if n % 3 else 40)))
         folded = text.casefold()
@@ -102,6 +104,62 @@ def test_clean_agrees_with_testing_every_literal() -> None:
                         or ("@" in text and "://" in text)
                         or any(k in folded for k in redact._KEY_KEYWORDS))
         assert r._clean(text) is expected, text
+        assert r._clean_py(text) is expected, text
+        assert speedups.ascii_clean(text) is (expected if text.isascii() else None), text
+
+
+def _speedups() -> Any:
+    """The C pre-check. Built by every install that has a C compiler (CI has one), so a
+    missing extension fails here instead of leaving ``_clean``'s C path untested."""
+    from eventstore import _speedups, redact
+
+    assert redact._ascii_clean is _speedups.ascii_clean
+    return _speedups
+
+
+def test_speedups_clean_agrees_on_random_ascii_and_the_edges() -> None:
+    """Random printable ASCII with literals spliced in, in every case, at both ends."""
+    from eventstore import redact
+
+    speedups = _speedups()
+    rng = random.Random(11)
+    literals = [*redact._BUILTIN_HINTS, *redact._KEY_KEYWORDS, "://", "@"]
+    alphabet = "".join(chr(c) for c in range(32, 127))
+    for n in range(20000):
+        parts = ["".join(rng.choice(alphabet) for _ in range(rng.randint(0, 12)))]
+        for _ in range(rng.randint(0, 3)):
+            lit = rng.choice(literals)
+            if rng.random() < 0.3:
+                lit = "".join(ch.upper() if rng.random() < 0.5 else ch for ch in lit)
+            if rng.random() < 0.3:
+                lit = lit[: rng.randint(0, len(lit))]  # a prefix: must not count
+            parts.append(lit)
+        text = "".join(parts) if n % 2 else "".join(reversed(parts))
+        folded = text.lower()
+        expected = not (any(h in text for h in redact._BUILTIN_HINTS)
+                        or ("@" in text and "://" in text)
+                        or any(k in folded for k in redact._KEY_KEYWORDS))
+        assert speedups.ascii_clean(text) is expected, text
+    assert speedups.ascii_clean("") is True
+    assert speedups.ascii_clean("caf\u00e9 key") is None  # not ASCII: the Python path
+    with pytest.raises(TypeError):
+        speedups.ascii_clean(b"key")
+
+
+def test_speedups_configure_refuses_what_it_cannot_hold() -> None:
+    speedups = _speedups()
+    from eventstore import redact
+
+    try:
+        with pytest.raises(ValueError, match="ASCII"):
+            speedups.configure(["k\u00e9y"], [])
+        with pytest.raises(ValueError, match="2 to 64"):
+            speedups.configure(["k"], [])
+        with pytest.raises(ValueError, match="at most 64"):
+            speedups.configure([f"x{i}" for i in range(65)], [])
+    finally:
+        speedups.configure(redact._BUILTIN_HINTS, redact._KEY_KEYWORDS)
+    assert speedups.ascii_clean("an sk-proj key") is False
 
 
 @pytest.mark.parametrize("seed", range(10))

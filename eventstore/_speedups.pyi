@@ -1,0 +1,6 @@
+"""Types of the optional C helpers in ``_speedups.c``."""
+
+from collections.abc import Sequence
+
+def configure(hints: Sequence[str], keywords: Sequence[str]) -> None: ...
+def ascii_clean(text: str) -> bool | None: ...
