@@ -170,14 +170,14 @@ class EventStore(abc.ABC):
 
     def _encode(self, batch: list[NewEvent]) -> EncodedBatch:
         """Redact every event and keep the canonical JSON of its payloads for hashing."""
-        encode = self.redactor.encode
+        redactor = self.redactor
+        pairs = redactor.encode_many([event.data for event in batch])
         events: list[NewEvent] = []
         texts: list[tuple[str, str]] = []
-        for event in batch:
-            data, data_json = encode(event.data)
+        for event, (data, data_json) in zip(batch, pairs, strict=True):
             metadata = event.metadata
             if metadata:  # most events have none: what encode({}) returns, without the call
-                metadata, metadata_json = encode(metadata)
+                metadata, metadata_json = redactor.encode(metadata)
             else:
                 metadata_json = "{}"
             if data is not event.data or metadata is not event.metadata:

@@ -85,6 +85,31 @@ def canonical_json(obj: Any) -> str:
     return _stdlib_canonical(obj)
 
 
+def canonical_many(values: list[Any]) -> list[str]:
+    """``canonical_json`` of each value, the same texts, checked as one batch with orjson.
+
+    ``_fast_canonical`` proves orjson's text per value (a parse back, a comparison and
+    a scan for small floats): on the append path that is three calls per event. Here
+    the batch's texts are joined once and the same three checks run over the whole
+    array; only when the batch fails them is each value encoded on its own, so the
+    texts never differ from ``canonical_json``'s.
+    """
+    if _orjson_dumps is None or len(values) < 2:
+        return [canonical_json(v) for v in values]
+    dumps = _orjson_dumps
+    opts = _ORJSON_OPTS
+    try:
+        outs = [dumps(v, _refuse, opts) for v in values]
+    except TypeError:  # a value orjson will not write as we do: each on its own
+        return [canonical_json(v) for v in values]
+    joined = b",".join(outs)
+    if ((b"." in joined and b"0.0000" in joined)
+            or (b"e-" in joined and _SMALL_FLOAT.search(joined) is not None)
+            or _orjson_loads(b"[" + joined + b"]") != values):
+        return [canonical_json(v) for v in values]
+    return [o.decode() for o in outs]
+
+
 def _stdlib_canonical(obj: Any) -> str:
     if _make_encoder is None:  # pragma: no cover - CPython always has the C encoder
         return _CANONICAL.encode(obj)

@@ -13,7 +13,7 @@ import re
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from eventstore.canonical import canonical_json
+from eventstore.canonical import canonical_json, canonical_many
 from eventstore.errors import ConfigError
 
 BUILTIN_PATTERNS: dict[str, str] = {
@@ -214,6 +214,22 @@ class Redactor:
         if redacted == value:
             return value, text
         return redacted, canonical_json(redacted)
+
+    def encode_many(self, values: list[dict[str, Any]]) -> list[tuple[dict[str, Any], str]]:
+        """``encode`` of each value (an append's payloads), with the JSON made as one batch."""
+        texts = canonical_many(values)
+        if not self.enabled:
+            return list(zip(values, texts, strict=True))
+        out: list[tuple[dict[str, Any], str]] = []
+        add = out.append
+        fast = self._hints is not None
+        for value, text in zip(values, texts, strict=True):
+            if not value or (fast and self._clean(text)):
+                add((value, text))
+                continue
+            redacted = self._walk(value, None)
+            add((value, text) if redacted == value else (redacted, canonical_json(redacted)))
+        return out
 
     def _clean(self, text: str) -> bool:
         """True when no builtin rule can fire in this JSON text of a value (see below).

@@ -23,7 +23,7 @@ import orjson
 import pytest
 
 from eventstore import canonical
-from eventstore.canonical import canonical_json, loads, parse_ts, use_fast_json
+from eventstore.canonical import canonical_json, canonical_many, loads, parse_ts, use_fast_json
 
 assert orjson.dumps  # a missing extra fails at import, loudly
 
@@ -76,6 +76,20 @@ def test_orjson_path_writes_the_stdlib_bytes(seed: int) -> None:
     for _ in range(1500):
         value = {"v": _value(rng)}
         assert canonical_json(value) == stdlib(value)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_canonical_many_writes_each_values_stdlib_bytes(seed: int) -> None:
+    """The batch check passes or fails as a whole; either way every text is the stdlib's,
+    batches of plain payloads and batches with one awkward value alike."""
+    rng = random.Random(1000 + seed)
+    for n in range(300):
+        values: list[Any] = [{"v": _value(rng)} for _ in range(rng.randint(0, 12))]
+        if n % 3 == 0:
+            values = [{"plain": "words " * rng.randint(0, 30), "n": i} for i in range(20)]
+            if n % 2:
+                values.insert(rng.randint(0, 20), {"small": 1e-5})
+        assert canonical_many(values) == [stdlib(v) for v in values]
 
 
 def test_every_float_form_matches_the_stdlib() -> None:
@@ -189,3 +203,20 @@ def test_parse_ts_fast_path_and_other_forms() -> None:
     assert parse_ts(datetime(2026, 1, 1, tzinfo=tz).isoformat()).tzinfo is UTC
     with pytest.raises(ValueError):
         parse_ts("yesterday")
+
+
+@pytest.mark.parametrize("value", [
+    {"x": float("nan")}, {"x": uuid.uuid4()}, {"x": Plain.A}, {"x": orjson.Fragment(b"1")},
+    {"x": 10**30}, {"x": datetime.now(UTC)},
+])
+def test_canonical_many_refuses_or_falls_back_as_canonical_json(value: Any) -> None:
+    batch = [{"a": 1}, value, {"b": "two"}]
+    try:
+        expected: list[str] | type[BaseException] = [stdlib(v) for v in batch]
+    except (TypeError, ValueError) as exc:
+        expected = type(exc)
+    if isinstance(expected, list):
+        assert canonical_many(batch) == expected
+    else:
+        with pytest.raises(expected):
+            canonical_many(batch)
