@@ -491,3 +491,40 @@ async def test_an_unreadable_row_is_store_corrupted_naming_its_position(
         assert len((await s.read_page(Query(), limit=2)).events) == 2  # rows before it read
     finally:
         await s.close()
+
+
+def test_build_values_hashes_are_chain_hash() -> None:
+    """``build_values`` writes the hashed document out by hand (names encoded once per
+    batch, its own timestamps and hashes quoted as they are): every hash must be
+    ``chain_hash`` over ``canonical_json`` of the whole document, whatever the names hold."""
+    import random
+    from datetime import UTC, datetime, timedelta
+
+    from eventstore.append import Head, build_values
+    from eventstore.canonical import chain_hash, hash_body
+    from eventstore.model import NewEvent
+
+    rng = random.Random(3)
+    names = ["a", "agent:x\"y", "user:é", "agent:\\", "agent:日本", "agent:a\x7fb", "orchestrator"]
+    texts = [None, "", "r-1", "q\"uote", "back\\slash", "tab\tnew\nline", "\x01ctl", "é😀",
+             "null", "r-1"]
+    for head in (None, Head(6, "ab" * 32), Head(2, "we\"ird\\head")):
+        events = [
+            NewEvent(type=rng.choice(["tool.completed", "run.step", "x.y-z_1"]),
+                     actor=rng.choice(names), correlation_id=rng.choice(texts),
+                     causation_id=rng.choice(texts), id=rng.choice(["", "i\"d", "é"]) + str(i),
+                     occurred_at=datetime(2025, 1, 1, tzinfo=UTC) + timedelta(microseconds=i),
+                     data={"n": i, "s": rng.choice(texts)},
+                     metadata={"m": rng.choice(texts)} if i % 2 else {})
+            for i in range(40)
+        ]
+        prev = None if head is None else head.hash
+        for e, v in zip(events, build_values("s\"1/é", events, head, datetime.now(UTC), 1),
+                        strict=True):
+            body = hash_body(id=e.id, stream="s\"1/é", version=v[3], type=e.type, data=e.data,
+                             metadata=e.metadata, actor=e.actor,
+                             correlation_id=e.correlation_id, causation_id=e.causation_id,
+                             occurred_at=v[8])
+            assert v[12] == prev
+            assert v[13] == chain_hash(body, prev), e
+            prev = v[13]
