@@ -1,4 +1,5 @@
-/* eventstore._speedups: the redaction pre-check in one pass over the text.
+/* eventstore._speedups: the redaction pre-check in one pass over the text, and the
+ * stored timestamp form.
  *
  * Why C: every append runs ``Redactor._clean`` on the canonical JSON of every payload,
  * to skip the full redaction walk when no builtin rule can fire. In Python that is a
@@ -19,6 +20,8 @@
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <datetime.h>
+#include <stdio.h>
 #include <string.h>
 
 #define MAX_LITERALS 64
@@ -198,7 +201,37 @@ ascii_clean(PyObject *self, PyObject *text)
     Py_RETURN_TRUE;
 }
 
+/* format_utc(ts): eventstore.canonical.format_ts for the common case, an exact
+ * ``datetime`` in ``datetime.UTC`` with a four-digit year; None for anything else, which
+ * the Python version handles (naive, other zones, subclasses, years before 1000). */
+static PyObject *
+format_utc(PyObject *self, PyObject *ts)
+{
+    if (!PyDateTime_CheckExact(ts)) {
+        Py_RETURN_NONE;
+    }
+    if (PyDateTime_DATE_GET_TZINFO(ts) != PyDateTime_TimeZone_UTC) {
+        Py_RETURN_NONE;
+    }
+    int year = PyDateTime_GET_YEAR(ts);
+    if (year < 1000) {
+        Py_RETURN_NONE;
+    }
+    char buf[40];
+    int n = snprintf(buf, sizeof(buf), "%04d-%02d-%02dT%02d:%02d:%02d.%06dZ", year,
+                     PyDateTime_GET_MONTH(ts), PyDateTime_GET_DAY(ts),
+                     PyDateTime_DATE_GET_HOUR(ts), PyDateTime_DATE_GET_MINUTE(ts),
+                     PyDateTime_DATE_GET_SECOND(ts), PyDateTime_DATE_GET_MICROSECOND(ts));
+    if (n < 0 || n >= (int)sizeof(buf)) {
+        Py_RETURN_NONE;
+    }
+    return PyUnicode_FromStringAndSize(buf, n);
+}
+
 static PyMethodDef methods[] = {
+    {"format_utc", format_utc, METH_O,
+     "format_utc(ts) -> str | None: 'YYYY-MM-DDTHH:MM:SS.ffffffZ' for a datetime in "
+     "datetime.UTC with a four-digit year; None otherwise."},
     {"configure", configure, METH_VARARGS,
      "configure(hints, keywords): the literals ascii_clean looks for."},
     {"ascii_clean", ascii_clean, METH_O,
@@ -215,5 +248,9 @@ static struct PyModuleDef module = {
 PyMODINIT_FUNC
 PyInit__speedups(void)
 {
+    PyDateTime_IMPORT;
+    if (PyDateTimeAPI == NULL) {
+        return NULL;
+    }
     return PyModule_Create(&module);
 }

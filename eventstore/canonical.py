@@ -14,6 +14,7 @@ import os
 import re
 import time
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime
 from json.encoder import c_make_encoder as _make_encoder  # type: ignore[attr-defined]
 from json.encoder import encode_basestring as _encode_str
@@ -241,9 +242,29 @@ def loads(text: str) -> Any:
 
 _fromisoformat = datetime.fromisoformat
 
+_format_utc: Callable[[datetime], str | None] | None
+try:  # optional C helper (pip builds it where a C compiler is present)
+    from eventstore._speedups import format_utc as _format_utc
+except ImportError:  # pragma: no cover - installs without a compiler
+    _format_utc = None
+
 
 def format_ts(ts: datetime) -> str:
-    """UTC timestamp with microseconds and a Z, the only form stored or hashed."""
+    """UTC timestamp with microseconds and a Z, the only form stored or hashed.
+
+    The common case (an exact ``datetime`` in ``UTC``, a four-digit year) is formatted by
+    the C helper when it is built (``eventstore/_speedups.c``: a fifth of the cost; this
+    runs once per event appended); everything else, or no helper, by ``format_ts_py``.
+    """
+    if _format_utc is not None:
+        text = _format_utc(ts)
+        if text is not None:
+            return text
+    return format_ts_py(ts)
+
+
+def format_ts_py(ts: datetime) -> str:
+    """``format_ts`` in Python (the reference the C helper is tested against)."""
     if ts.tzinfo is not UTC:
         if ts.tzinfo is None:
             raise ValueError("timestamps must be timezone-aware")

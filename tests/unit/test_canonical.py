@@ -129,3 +129,35 @@ def test_format_ts_matches_strftime() -> None:
                datetime(999, 12, 31, 23, 59, 59, 999999, tzinfo=UTC),
                datetime(2026, 6, 30, 22, 0, 0, 120, tzinfo=tz), datetime.max.replace(tzinfo=UTC)):
         assert format_ts(ts) == ts.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def test_format_ts_c_helper_agrees_with_python() -> None:
+    """The C helper (built in CI) formats exact UTC datetimes with four-digit years and
+    hands everything else to ``format_ts_py``; both give strftime's text."""
+    import random
+    from datetime import timedelta, timezone
+
+    from eventstore import _speedups
+    from eventstore.canonical import format_ts_py
+
+    class Sub(datetime):
+        pass
+
+    rng = random.Random(4)
+    zones = [UTC, UTC, timezone(timedelta(hours=5, minutes=45)), timezone(-timedelta(hours=11))]
+    span = (datetime.max.replace(tzinfo=UTC) - datetime.min.replace(tzinfo=UTC)).total_seconds()
+    for n in range(20000):
+        ts = datetime.min.replace(tzinfo=UTC) + timedelta(seconds=rng.random() * span,
+                                                          microseconds=rng.randrange(10**6))
+        if n % 5 == 0:
+            ts = ts.replace(microsecond=0)
+        ts = ts.astimezone(rng.choice(zones)) if 1 < ts.year < 9999 else ts
+        want = ts.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        assert format_ts(ts) == format_ts_py(ts) == want, ts
+        c = _speedups.format_utc(ts)
+        assert c == (want if ts.tzinfo is UTC and ts.year >= 1000 else None), ts
+    sub = Sub(2026, 1, 2, tzinfo=UTC)
+    assert _speedups.format_utc(sub) is None and format_ts(sub) == "2026-01-02T00:00:00.000000Z"
+    assert _speedups.format_utc("2026-01-02") is None  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="timezone-aware"):
+        format_ts(datetime(2026, 1, 2))
