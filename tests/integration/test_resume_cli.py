@@ -160,13 +160,21 @@ def test_agents_run_killed_and_resumed(tmp_path: Path) -> None:
     rng = random.Random(SEED)
     steps = 12
     for k in range(3):
-        root = tmp_path / f"s{k}"
-        p = project(root, steps, 0.03)
-        db = root / "events.db"
         # session events: started, 12 x (called, responded, requested, completed), ...
         n = rng.randint(3, 4 * steps - 2)
-        seen = kill_at([ORCHESTRAIL, "agents", "run", "tracer", "trace the steps", "--script",
-                        "script.yaml", "--run-id", "killed"], p, db, n)
+        for attempt in range(3):
+            root = tmp_path / f"s{k}-{attempt}"
+            p = project(root, steps, 0.03)
+            db = root / "events.db"
+            seen = kill_at([ORCHESTRAIL, "agents", "run", "tracer", "trace the steps",
+                            "--script", "script.yaml", "--run-id", "killed"], p, db, n)
+            if sessions_in_flight(db):
+                break
+            # The session ended before the SIGKILL landed: the poll that saw n events
+            # stalled (a loaded CI machine: seen once, 80 ms and more after event n). Not
+            # a crash mid-session, so nothing to test here; the same kill point again.
+        else:
+            pytest.fail(f"the session finished before the SIGKILL at {n} events, 3 times")
         out = cli(p, db, "resume", "killed", "--script", "script.yaml", "--json")
         assert out.returncode == 0, (n, seen, out.stdout, out.stderr)
         doc = json.loads(out.stdout)
