@@ -10,13 +10,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from hashlib import sha256 as _sha256
 from json.encoder import encode_basestring as _encode_str
 from typing import Any, NamedTuple, cast
 
 from eventstore.canonical import (
     actor_problem,
     canonical_json,
+    chain_hash_json,
     format_ts,
     type_problem,
 )
@@ -183,12 +183,11 @@ def build_values(
     100 events). ``recorded_at_text`` is ``format_ts(recorded_at)`` when the caller has
     it (a group commit formats it once for all its appends).
 
-    The hashed document is ``chain_hash_row``'s, written out here for the batch (a call
-    per event and eight string encodings were a fifth of this loop): the JSON strings of
-    the stream and of the actors, types and ids that repeat within a batch are encoded
-    once, and the timestamp and the previous hash, which this code made, are quoted
-    without escaping. ``test_build_values_hashes_are_chain_hash`` holds it to
-    ``chain_hash`` over ``canonical_json`` of the whole document.
+    The hash comes from ``chain_hash_json`` given JSON texts made once per batch where
+    they repeat (eight string encodings per event were a fifth of this loop): the stream
+    and the actors, types and correlation ids; the timestamp and the previous hash, which
+    this code made, are quoted without escaping. ``test_build_values_hashes_are_chain_hash``
+    holds it to ``chain_hash`` over ``canonical_json`` of the whole document.
     """
     out: list[tuple[Any, ...]] = []
     add = out.append
@@ -201,7 +200,7 @@ def build_values(
     memo: dict[str | None, str] = {None: "null"}  # JSON of repeated names
     stream_json = quote(stream)
     prev_json = "null" if prev is None else quote(prev)  # as stored: escape it
-    sha = _sha256
+    hash_json = chain_hash_json
     for i, e in enumerate(events):
         version += 1
         if texts is not None:
@@ -227,12 +226,8 @@ def build_values(
         caus_json = memo.get(causation)
         if caus_json is None:
             caus_json = memo[causation] = quote(cast(str, causation))
-        h = sha((
-            f'{{"actor":{actor_json},"causation_id":{caus_json},'
-            f'"correlation_id":{corr_json},"data":{data_json},"id":{quote(eid)},'
-            f'"metadata":{meta_json},"occurred_at":"{occ_text}","prev_hash":{prev_json},'
-            f'"stream":{stream_json},"type":{type_json},"version":{version}}}'
-        ).encode()).hexdigest()
+        h = hash_json(actor_json, caus_json, corr_json, data_json, quote(eid), meta_json,
+                      f'"{occ_text}"', prev_json, stream_json, type_json, version)
         add((position, eid, stream, version, type_, actor, correlation, causation, occ_text,
              rec_text, data_json, meta_json, prev, h))
         position += 1

@@ -1,7 +1,9 @@
 """Canonical encoding, hashing and identifiers, with the standard library only.
 
 Why stdlib-only: the Claude Code hook path must start in a few tens of milliseconds and
-cannot afford pydantic; it still has to produce byte-identical hashes. Everything that
+cannot afford pydantic; it still has to produce byte-identical hashes. (``format_ts``
+uses the optional C helper ``eventstore._speedups`` when it is built: our own module,
+under a millisecond to load.) Everything that
 defines what an event *is* on disk (canonical JSON, the hash chain, UUIDv7, the rules
 for stream and type names) therefore lives here and nowhere else.
 """
@@ -387,21 +389,30 @@ def chain_hash_row(
     actor: str, correlation_id: str | None, causation_id: str | None, occurred_at: str,
     prev_hash: str | None,
 ) -> str:
-    """``chain_hash_parts`` with positional arguments, for the append loop (once per event).
-
-    Keyword passing and the eight ``_s`` calls were a third of the cost of building the
-    document; the same bytes are produced (``_s`` inlined as a conditional expression).
-    """
+    """``chain_hash_parts`` with positional arguments: every field JSON-encoded here."""
     e = _encode_str
-    doc = (
-        f'{{"actor":{"null" if actor is None else e(actor)},'
-        f'"causation_id":{"null" if causation_id is None else e(causation_id)},'
-        f'"correlation_id":{"null" if correlation_id is None else e(correlation_id)},'
-        f'"data":{data_json},"id":{"null" if id is None else e(id)},'
-        f'"metadata":{metadata_json},'
-        f'"occurred_at":{"null" if occurred_at is None else e(occurred_at)},'
-        f'"prev_hash":{"null" if prev_hash is None else e(prev_hash)},'
-        f'"stream":{"null" if stream is None else e(stream)},'
-        f'"type":{"null" if type is None else e(type)},"version":{int(version)}}}'
-    )
-    return _sha256(doc.encode("utf-8")).hexdigest()
+    return chain_hash_json(
+        "null" if actor is None else e(actor),
+        "null" if causation_id is None else e(causation_id),
+        "null" if correlation_id is None else e(correlation_id),
+        data_json, "null" if id is None else e(id), metadata_json,
+        "null" if occurred_at is None else e(occurred_at),
+        "null" if prev_hash is None else e(prev_hash),
+        "null" if stream is None else e(stream),
+        "null" if type is None else e(type), int(version))
+
+
+def chain_hash_json(
+    actor: str, causation_id: str, correlation_id: str, data: str, id: str, metadata: str,
+    occurred_at: str, prev_hash: str, stream: str, type: str, version: int,
+) -> str:
+    """The chain hash from the JSON text of each field (arguments in the document's key
+    order): the one place the hashed document is written, byte for byte the
+    ``canonical_json`` of ``hash_body`` plus ``prev_hash``. ``append.build_values`` calls
+    it with texts it encoded once per batch; ``chain_hash_row`` encodes them per call.
+    """
+    return _sha256((
+        f'{{"actor":{actor},"causation_id":{causation_id},"correlation_id":{correlation_id},'
+        f'"data":{data},"id":{id},"metadata":{metadata},"occurred_at":{occurred_at},'
+        f'"prev_hash":{prev_hash},"stream":{stream},"type":{type},"version":{version}}}'
+    ).encode()).hexdigest()

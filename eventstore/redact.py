@@ -207,29 +207,21 @@ class Redactor:
         which some rule may fire is walked, and re-encoded if the walk changed it. The
         value returned is ``value`` itself when nothing was redacted.
         """
-        text = canonical_json(value)
+        return self._finish(value, canonical_json(value))
+
+    def encode_many(self, values: list[dict[str, Any]]) -> list[tuple[dict[str, Any], str]]:
+        """``encode`` of each value (an append's payloads), with the JSON made as one batch."""
+        finish = self._finish
+        return [finish(v, t) for v, t in zip(values, canonical_many(values), strict=True)]
+
+    def _finish(self, value: dict[str, Any], text: str) -> tuple[dict[str, Any], str]:
+        """``encode`` given ``text``, the canonical JSON of ``value``."""
         if not self.enabled or not value or (self._hints is not None and self._clean(text)):
             return value, text
         redacted = self._walk(value, None)
         if redacted == value:
             return value, text
         return redacted, canonical_json(redacted)
-
-    def encode_many(self, values: list[dict[str, Any]]) -> list[tuple[dict[str, Any], str]]:
-        """``encode`` of each value (an append's payloads), with the JSON made as one batch."""
-        texts = canonical_many(values)
-        if not self.enabled:
-            return list(zip(values, texts, strict=True))
-        out: list[tuple[dict[str, Any], str]] = []
-        add = out.append
-        fast = self._hints is not None
-        for value, text in zip(values, texts, strict=True):
-            if not value or (fast and self._clean(text)):
-                add((value, text))
-                continue
-            redacted = self._walk(value, None)
-            add((value, text) if redacted == value else (redacted, canonical_json(redacted)))
-        return out
 
     def _clean(self, text: str) -> bool:
         """True when no builtin rule can fire in this JSON text of a value (see below).

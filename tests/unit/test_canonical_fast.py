@@ -126,19 +126,24 @@ class MyDict(dict[str, Any]):
     {"x": Plain.A}, {"x": datetime.now(UTC)}, {"x": Point(1)}, {"x": object()},
     {"x": orjson.Fragment(b"1")}, {"x": {1: "int key"}}, {"x": (1, 2)}, {"x": Text.B},
     {"x": Num.C}, {"x": MyDict(a=1)}, {"x": {None: 1, True: 2, 1.5: 3}},
-    {"x": "lone \ud800 surrogate"}, {"x": [[[[[1]]]]]},
+    {"x": "lone \ud800 surrogate"}, {"x": [[[[[1]]]]]}, {"x": 10**30},
 ])
 def test_what_orjson_would_write_differently_goes_to_the_stdlib(value: Any) -> None:
-    """Accepted values get the stdlib's text; refused ones its exception, orjson or not."""
+    """Accepted values get the stdlib's text; refused ones its exception, orjson or not,
+    alone and (``canonical_many``) amid plain values in one batch."""
+    batch = [{"a": 1}, value, {"b": "two"}]
     try:
         expected: str | type[BaseException] = stdlib(value)
     except (TypeError, ValueError) as exc:
         expected = type(exc)
     if isinstance(expected, str):
         assert canonical_json(value) == expected
+        assert canonical_many(batch) == [stdlib(v) for v in batch]
     else:
         with pytest.raises(expected):
             canonical_json(value)
+        with pytest.raises(expected):
+            canonical_many(batch)
 
 
 def test_deep_and_cyclic_values_behave_as_the_stdlib() -> None:
@@ -203,20 +208,3 @@ def test_parse_ts_fast_path_and_other_forms() -> None:
     assert parse_ts(datetime(2026, 1, 1, tzinfo=tz).isoformat()).tzinfo is UTC
     with pytest.raises(ValueError):
         parse_ts("yesterday")
-
-
-@pytest.mark.parametrize("value", [
-    {"x": float("nan")}, {"x": uuid.uuid4()}, {"x": Plain.A}, {"x": orjson.Fragment(b"1")},
-    {"x": 10**30}, {"x": datetime.now(UTC)},
-])
-def test_canonical_many_refuses_or_falls_back_as_canonical_json(value: Any) -> None:
-    batch = [{"a": 1}, value, {"b": "two"}]
-    try:
-        expected: list[str] | type[BaseException] = [stdlib(v) for v in batch]
-    except (TypeError, ValueError) as exc:
-        expected = type(exc)
-    if isinstance(expected, list):
-        assert canonical_many(batch) == expected
-    else:
-        with pytest.raises(expected):
-            canonical_many(batch)
